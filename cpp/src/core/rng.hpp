@@ -1,0 +1,72 @@
+// Counter-based RNG (Philox4x32-10, Salmon et al. 2011). Every random number is a pure function
+// of (seed, stream, counter, index), so a step's noise, dropout masks and data order depend only
+// on the seed and the step number: runs are reproducible for any thread count, and a resumed
+// run draws exactly what an uninterrupted one would have.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace dcgan {
+
+// Independent streams: one per purpose, so adding draws to one never shifts another.
+enum class Stream : uint32_t { Init = 1, Noise = 2, Dropout = 3, Shuffle = 4, Generate = 5 };
+
+struct Philox {
+  uint32_t key0, key1;
+  uint32_t c2, c3;  // high half of the counter: (stream, sub-counter)
+
+  Philox(uint64_t seed, Stream stream, uint64_t counter) {
+    key0 = static_cast<uint32_t>(seed);
+    key1 = static_cast<uint32_t>(seed >> 32);
+    // 24 bits of stream tag, 40 bits of counter: plenty for steps x passes.
+    const uint64_t hi = (static_cast<uint64_t>(stream) << 40) ^ (counter & ((1ull << 40) - 1));
+    c2 = static_cast<uint32_t>(hi);
+    c3 = static_cast<uint32_t>(hi >> 32);
+  }
+
+  // Four 32-bit words for block `block`.
+  inline void block(uint64_t block, uint32_t out[4]) const {
+    uint32_t c0 = static_cast<uint32_t>(block), c1 = static_cast<uint32_t>(block >> 32);
+    uint32_t x2 = c2, x3 = c3, k0 = key0, k1 = key1;
+    for (int r = 0; r < 10; ++r) {
+      const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
+      const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * x2;
+      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
+      const uint32_t n1 = static_cast<uint32_t>(p1);
+      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ x3 ^ k1;
+      const uint32_t n3 = static_cast<uint32_t>(p0);
+      c0 = n0, c1 = n1, x2 = n2, x3 = n3;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    out[0] = c0, out[1] = c1, out[2] = x2, out[3] = x3;
+  }
+
+  // Uniform in [0, 1) with 24 random bits.
+  static inline float to_unit(uint32_t x) { return static_cast<float>(x >> 8) * (1.0f / 16777216.0f); }
+  // Uniform in (0, 1]: safe for log().
+  static inline float to_open_unit(uint32_t x) {
+    return (static_cast<float>(x >> 8) + 1.0f) * (1.0f / 16777216.0f);
+  }
+
+  // Element i of a standard normal sequence (Box-Muller over pairs of words).
+  inline float normal(uint64_t i) const {
+    uint32_t w[4];
+    block(i >> 1, w);
+    const int pair = static_cast<int>(i & 1);
+    const float u1 = to_open_unit(w[2 * pair]);
+    const float u2 = to_unit(w[2 * pair + 1]);
+    const float r = std::sqrt(-2.0f * std::log(u1));
+    return r * std::cos(6.2831853071795864f * u2);
+  }
+
+  // Element i of a uniform [0, 1) sequence.
+  inline float uniform(uint64_t i) const {
+    uint32_t w[4];
+    block(i >> 2, w);
+    return to_unit(w[i & 3]);
+  }
+};
+
+}  // namespace dcgan
