@@ -274,6 +274,12 @@ class PyTrainer {
     return out;
   }
 
+  FArray noise(int64_t step) {
+    FArray out = new_array({t_.config().batch, t_.config().z_dim});
+    t_.noise(step, out.mutable_data());
+    return out;
+  }
+
   FArray discriminate(const py::array& x) {
     check_array(x, with_batch(-1, t_.config().image), "images");
     FArray a = x.cast<FArray>();
@@ -428,6 +434,7 @@ PYBIND11_MODULE(_core, m) {
       .def("run", &PyTrainer::run, py::arg("steps"))
       .def("generate", &PyTrainer::generate, py::arg("n"), py::arg("seed"))
       .def("discriminate", &PyTrainer::discriminate, py::arg("images"))
+      .def("noise", &PyTrainer::noise, py::arg("step"))
       .def("get_params", &PyTrainer::get_params, py::arg("net"))
       .def("set_params", &PyTrainer::set_params, py::arg("net"), py::arg("values"), py::arg("strict") = false)
       .def("get_grads", &PyTrainer::get_grads, py::arg("net"), py::arg("slot") = 0)

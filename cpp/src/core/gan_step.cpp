@@ -197,7 +197,6 @@ void GanTrainer::generate(int64_t n, uint64_t seed, float* host_out) {
   const int64_t chunk = std::min<int64_t>(n, 256);
   NetExec& g = eval_net(0, chunk);
   const int64_t per = numel(cfg_.image);
-  std::vector<float> buf(chunk * per);
   for (int64_t c = 0, done = 0; done < n; ++c) {
     be_->fill_noise(g.input(), chunk * cfg_.z_dim, cfg_.noise, seed,
                     static_cast<uint32_t>(Stream::Generate), static_cast<uint64_t>(c));
@@ -206,6 +205,15 @@ void GanTrainer::generate(int64_t n, uint64_t seed, float* host_out) {
     be_->download(host_out + done * per, g.output(), take * per);
     done += take;
   }
+}
+
+void GanTrainer::noise(int64_t step, float* host_out) {
+  if (step < 0) throw InvalidArgument("step must be >= 0");
+  const int64_t n = cfg_.batch * cfg_.z_dim;
+  // Same stream and counter as train_step's first draw, into a scratch copy of G's input.
+  be_->fill_noise(g_->input(), n, cfg_.noise, cfg_.seed, static_cast<uint32_t>(Stream::Noise),
+                  static_cast<uint64_t>(step) * kNoisePerStep);
+  be_->download(host_out, g_->input(), n);
 }
 
 void GanTrainer::discriminate(int64_t n, const float* host_images, float* host_logits) {

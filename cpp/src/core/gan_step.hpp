@@ -63,6 +63,9 @@ class GanTrainer {
   void run(int64_t steps, StepStats* out);
   // n samples from G in inference mode (BN running statistics, no dropout) into host memory.
   void generate(int64_t n, uint64_t seed, float* host_out);
+  // The latent batch (batch, z_dim) that training step `step` feeds G first: for tests that
+  // replay a step in another framework.
+  void noise(int64_t step, float* host_out);
   // D's output (logits) for n host images, inference mode.
   void discriminate(int64_t n, const float* host_images, float* host_logits);
 

@@ -1,0 +1,26 @@
+"""dcgan: GANs and DCGANs trained end to end by a C++ core (oneDNN on the CPU).
+
+>>> import dcgan
+>>> cfg = dcgan.Config.mnist(batch_size=64)
+>>> trainer = dcgan.Trainer(cfg)
+>>> trainer.fit(images, epochs=5)
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .config import Config
+from .trainer import Callback, Trainer, prepare_images, _core
+
+__version__ = "0.1.0"
+onednn_version = ".".join(str(v) for v in _core.onednn_version)
+
+__all__ = ["Config", "Trainer", "Callback", "prepare_images", "datasets", "plot", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # datasets and plot load lazily: plot pulls in matplotlib.
+    if name in ("datasets", "plot"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'dcgan' has no attribute {name!r}")

@@ -1,0 +1,304 @@
+"""The Python face of the C++ trainer: argument checks, array conversion, progress, callbacks.
+
+Every training step runs in C++ with the GIL released; Python hands over the scaled dataset
+once and then asks for chunks of steps, collecting the per-step statistics.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ._loader import load_core
+from .config import Config
+
+_core = load_core()
+
+HISTORY_KEYS = ("d_loss", "g_loss", "d_real", "d_fake")
+NETS = ("generator", "discriminator")
+
+
+# --------------------------------------------------------------------------------------- inputs
+def prepare_images(x: Any, image_shape: Sequence[int], data_range: Tuple[float, float],
+                   input_range: Optional[Tuple[float, float]] = None, name: str = "x") -> np.ndarray:
+    """Checks and converts images to float32 NCHW scaled to ``data_range``.
+
+    Layouts: (N, H, W) for one channel, (N, C, H, W) or (N, H, W, C).
+    Scaling rule: uint8 is read as 0..255. A float array is read as ``input_range`` when given;
+    otherwise as [0, 1] if all values lie in [0, 1], as [-1, 1] if they lie in [-1, 1], as
+    0..255 if they lie in [0, 255], and rejected otherwise. The values are then mapped linearly
+    onto ``data_range`` ([-1, 1] for tanh generators, [0, 1] for sigmoid ones).
+    """
+    c, h, w = (int(v) for v in image_shape)
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+    if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.floating) or x.dtype == np.uint8):
+        raise TypeError(f"{name} must be uint8 or floating point images, got dtype {x.dtype}")
+    if x.size == 0:
+        raise ValueError(f"{name} is empty (shape {x.shape}); expected images of shape (N, {c}, {h}, {w})")
+    if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
+        x = x[:, None, :, :]
+    elif x.ndim == 4 and x.shape[1:] == (c, h, w):
+        pass
+    elif x.ndim == 4 and x.shape[1:] == (h, w, c):
+        x = x.transpose(0, 3, 1, 2)
+    else:
+        layouts = f"(N, {c}, {h}, {w}) or (N, {h}, {w}, {c})" + (f" or (N, {h}, {w})" if c == 1 else "")
+        raise ValueError(f"{name} has shape {x.shape}; expected {layouts} for image_shape "
+                         f"{(c, h, w)} (resize the images or set Config.image_shape)")
+    lo, hi = data_range
+    if x.dtype == np.uint8:
+        src = (0.0, 255.0)
+        out = x.astype(np.float32)
+    else:
+        out = x.astype(np.float32)
+        finite = np.isfinite(out)
+        if not finite.all():
+            bad = np.argwhere(~finite)[0]
+            raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
+        mn, mx = float(out.min()), float(out.max())
+        if input_range is not None:
+            src = (float(input_range[0]), float(input_range[1]))
+            if not src[1] > src[0]:
+                raise ValueError(f"input_range must be (low, high) with high > low, got {input_range}")
+            if mn < src[0] or mx > src[1]:
+                raise ValueError(f"{name} has values in [{mn:g}, {mx:g}], outside the declared "
+                                 f"input_range {src}")
+        elif mn >= 0.0 and mx <= 1.0:
+            src = (0.0, 1.0)
+        elif mn >= -1.0 and mx <= 1.0:
+            src = (-1.0, 1.0)
+        elif mn >= 0.0 and mx <= 255.0:
+            src = (0.0, 255.0)
+        else:
+            raise ValueError(f"{name} has values in [{mn:g}, {mx:g}]; expected [0, 1], [-1, 1] or "
+                             f"[0, 255] (or pass input_range=(low, high))")
+    scale = (hi - lo) / (src[1] - src[0])
+    if src != (lo, hi):
+        out = (out - np.float32(src[0])) * np.float32(scale) + np.float32(lo)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------- callbacks
+class Callback:
+    """Base class for training callbacks (Keras-style); override what you need."""
+
+    def on_step(self, trainer: "Trainer", step: int, stats: Dict[str, float]) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int) -> None:
+        pass
+
+
+CallbackLike = Union[Callback, Callable[["Trainer", int], None], Any]
+
+
+def _call(cb: CallbackLike, method: str, *args: Any) -> None:
+    fn = getattr(cb, method, None)
+    if fn is not None:
+        fn(*args)
+    elif method == "on_epoch_end" and callable(cb) and not hasattr(cb, "on_step"):
+        cb(*args)  # a plain function is an on_epoch_end callback
+
+
+# --------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Trains a GAN described by a :class:`Config`; every step runs in the C++ core.
+
+    >>> cfg = dcgan.Config.mnist(batch_size=64)
+    >>> tr = dcgan.Trainer(cfg)
+    >>> tr.fit(images, epochs=5)          # uint8 (N, 28, 28) straight from the loader
+    >>> tr.history["g_loss"][-1], tr.generate(16).shape
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        if not isinstance(cfg, Config):
+            raise TypeError(f"Trainer needs a dcgan.Config, got {type(cfg).__name__}")
+        cfg.validate()
+        self.cfg = cfg
+        self._core = _core.Trainer(cfg.core_config())
+        self.history: Dict[str, List[float]] = {k: [] for k in HISTORY_KEYS + ("epoch",)}
+        self.stop_training = False  # set by a callback to end fit() after the current step
+        self._data_id: Optional[int] = None
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def step_count(self) -> int:
+        """Training steps done so far."""
+        return int(self._core.get_train_state()["step"])
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed over the data given to :meth:`fit`."""
+        st = self._core.get_train_state()
+        return int(st["epoch"])
+
+    # ---------------------------------------------------------------- training
+    def fit(self, x: Any, epochs: Optional[int] = None, steps: Optional[int] = None,
+            callbacks: Optional[Iterable[CallbackLike]] = None, progress: bool = True,
+            input_range: Optional[Tuple[float, float]] = None) -> Dict[str, List[float]]:
+        """Trains on images ``x`` for ``epochs`` epochs (default ``cfg.epochs``) or ``steps`` steps.
+
+        ``x``: uint8 or float images shaped (N, H, W), (N, C, H, W) or (N, H, W, C); see
+        :func:`prepare_images` for the scaling rule. Each epoch visits a fresh seeded shuffle of
+        the data in batches of ``cfg.batch_size`` (the last incomplete batch is dropped).
+        Ctrl-C stops at a step boundary; the trainer stays consistent and ``fit`` can be called
+        again to continue. Returns :attr:`history`.
+        """
+        if epochs is not None and steps is not None:
+            raise ValueError("give epochs or steps, not both")
+        for name, v in (("epochs", epochs), ("steps", steps)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        data = prepare_images(x, self.cfg.image_shape, self.cfg.data_range, input_range)
+        n, bs = data.shape[0], self.cfg.batch_size
+        if n < bs:
+            raise ValueError(f"x has {n} images, fewer than one batch (batch_size={bs}); "
+                             f"give more data or a smaller batch_size")
+        self._core.set_data(data)
+        self._data = data  # the core reads this memory during run()
+        spe = n // bs
+        total = int(steps) if steps is not None else spe * int(epochs if epochs is not None else self.cfg.epochs)
+        cbs = list(callbacks or [])
+        bar = self._progress_bar(total) if progress else None
+        self.stop_training = False
+        done = 0
+        # Chunks end at epoch boundaries and are small enough that Ctrl-C is answered quickly.
+        chunk_max = max(1, min(50, spe))
+        try:
+            while done < total and not self.stop_training:
+                st = self._core.get_train_state()
+                epoch, cursor = int(st["epoch"]), int(st["cursor"])
+                if cursor + bs > n:  # the next step starts a new epoch
+                    epoch, cursor = epoch + 1, 0
+                left_in_epoch = spe - cursor // bs
+                k = min(chunk_max, total - done, left_in_epoch)
+                t0 = time.perf_counter()
+                stats = self._core.run(k)
+                dt = time.perf_counter() - t0
+                first = self.step_count - k
+                for i in range(k):
+                    row = stats[i]
+                    for j, key in enumerate(HISTORY_KEYS):
+                        self.history[key].append(float(row[j]))
+                    self.history["epoch"].append(epoch)
+                    if cbs:
+                        s = {key: float(row[j]) for j, key in enumerate(HISTORY_KEYS)}
+                        for cb in cbs:
+                            _call(cb, "on_step", self, first + i, s)
+                done += k
+                if bar is not None:
+                    bar.update(k)
+                    bar.set_postfix(epoch=epoch, d_loss=f"{stats[-1, 0]:.3f}", g_loss=f"{stats[-1, 1]:.3f}",
+                                    img_s=f"{k * bs / max(dt, 1e-9):.0f}", refresh=False)
+                if k == left_in_epoch:
+                    for cb in cbs:
+                        _call(cb, "on_epoch_end", self, epoch)
+        except KeyboardInterrupt:
+            # The core finished its last step before Python saw the signal: state is consistent.
+            print(f"\ninterrupted at step {self.step_count}; call fit() again to continue",
+                  file=sys.stderr)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    def step(self, batch: Any) -> Dict[str, float]:
+        """One training step on a batch already scaled to ``cfg.data_range``.
+
+        ``batch``: float32 (batch_size, C, H, W), C-contiguous. Returns the step's statistics and
+        appends them to :attr:`history`.
+        """
+        c, h, w = self.cfg.image_shape
+        want = (self.cfg.batch_size, c, h, w)
+        if not isinstance(batch, np.ndarray):
+            raise TypeError(f"batch must be a NumPy array, got {type(batch).__name__}")
+        if batch.dtype != np.float32:
+            raise TypeError(f"batch must be float32, got {batch.dtype} (scale and convert it first, "
+                            f"see dcgan.prepare_images)")
+        if batch.shape != want:
+            raise ValueError(f"batch has shape {batch.shape}; expected {want}")
+        if not np.isfinite(batch).all():
+            raise ValueError("batch contains NaN or Inf")
+        lo, hi = self.cfg.data_range
+        if batch.min() < lo - 1e-6 or batch.max() > hi + 1e-6:
+            raise ValueError(f"batch values lie in [{batch.min():g}, {batch.max():g}], outside the "
+                             f"data range [{lo:g}, {hi:g}] of this generator")
+        r = self._core.step(np.ascontiguousarray(batch))
+        stats = dict(zip(HISTORY_KEYS, (float(v) for v in r)))
+        for k, v in stats.items():
+            self.history[k].append(v)
+        self.history["epoch"].append(self.epoch)
+        return stats
+
+    # ---------------------------------------------------------------- inference
+    def generate(self, n: int, seed: Optional[int] = None) -> np.ndarray:
+        """``n`` samples (float32, (n, C, H, W), in ``cfg.data_range``) from G in inference mode.
+
+        The same ``seed`` gives the same latent vectors (sample i does not depend on n);
+        ``seed=None`` draws fresh ones.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        return self._core.generate(int(n), int(seed))
+
+    def discriminate(self, x: Any, input_range: Optional[Tuple[float, float]] = None) -> np.ndarray:
+        """D's probability that each image is real (inference mode), float32 (N,)."""
+        data = prepare_images(x, self.cfg.image_shape, self.cfg.data_range, input_range)
+        logits = self._core.discriminate(data)
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+    # ---------------------------------------------------------------- parameters
+    def weights(self, net: str = "generator") -> "OrderedDict[str, np.ndarray]":
+        """Trainable parameters of ``"generator"`` or ``"discriminator"`` as NumPy copies,
+        named like ``nn.Sequential`` (``"0.weight"``, ``"1.bias"``) in PyTorch layouts."""
+        return OrderedDict(self._core.get_params(self._net(net)).items())
+
+    def set_weights(self, net: str, values: Dict[str, np.ndarray]) -> None:
+        """Overwrites parameters (and BN running statistics, ``"i.running_mean"``) by name."""
+        self._core.set_params(self._net(net), dict(values))
+
+    def buffers(self, net: str = "generator") -> "OrderedDict[str, np.ndarray]":
+        """Non-trainable state: BatchNorm running means and variances."""
+        return OrderedDict(self._core.get_state(self._net(net)).items())
+
+    def num_params(self, net: str = "generator") -> int:
+        return int(self._core.n_params(self._net(net)))
+
+    def summary(self) -> str:
+        """A Keras-like table of both networks' layers, shapes and parameter counts."""
+        lines = []
+        for net in NETS:
+            lines.append(f"{net}  ({self.num_params(net):,} trainable parameters)")
+            for d in self._core.describe(net):
+                lines.append(f"  {d['index']:>3}  {d['type']:<17} {str(d['in_shape']):>16} -> "
+                             f"{str(d['out_shape']):<16} {d['params']:>10,}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Trainer(preset={self.cfg.preset!r}, arch={self.cfg.arch!r}, step={self.step_count}, "
+                f"G={self.num_params('generator'):,} params, D={self.num_params('discriminator'):,} params)")
+
+    # ---------------------------------------------------------------- helpers
+    @staticmethod
+    def _net(net: str) -> str:
+        if net not in NETS:
+            raise ValueError(f"net must be 'generator' or 'discriminator', got {net!r}")
+        return net
+
+    @staticmethod
+    def _progress_bar(total: int):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover
+            return None
+        return tqdm(total=total, unit="step", leave=True, dynamic_ncols=True)
