@@ -367,7 +367,7 @@ class DropoutLayer : public Layer {
     const float scale = 1.f / (1.f - p);
     const uint64_t base = layer_ << 36;
     float* mk = mask_.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_ > (1 << 15))
     for (int64_t b = 0; b < (n_ + 3) / 4; ++b) {
       uint32_t w[4];
       rng.block(base + static_cast<uint64_t>(b), w);
@@ -387,7 +387,7 @@ class DropoutLayer : public Layer {
       return;
     }
     const float* mk = mask_.data();
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n_ > (1 << 15))
     for (int64_t i = 0; i < n_; ++i) dx[i] = dy[i] * mk[i];
   }
 

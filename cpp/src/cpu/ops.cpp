@@ -14,6 +14,8 @@
 namespace dcgan::cpu {
 
 namespace {
+// Below this many elements a loop runs on one thread: a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
 // log(1 + exp(x)) without overflow.
 inline double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
 inline double sigmoid(double x) {
@@ -35,7 +37,7 @@ void adam_update(float* p, float* m, float* v, int64_t n, const AdamParams& h, i
   const float b1 = h.beta1, b2 = h.beta2, eps = h.eps;
   using Arr = Eigen::Map<Eigen::ArrayXf>;
   using CArr = Eigen::Map<const Eigen::ArrayXf>;
-#pragma omp parallel
+#pragma omp parallel if (n > kParallelMin)
   {
     const int nt = omp_get_num_threads(), id = omp_get_thread_num();
     // Chunks aligned to 16 floats so each thread's slice vectorises cleanly.
@@ -135,16 +137,16 @@ void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t s
                 uint64_t counter) {
   const Philox rng(seed, static_cast<Stream>(stream), counter);
   if (kind == NoiseKind::Normal) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
     for (int64_t i = 0; i < n; ++i) dst[i] = rng.normal(static_cast<uint64_t>(i));
   } else {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
     for (int64_t i = 0; i < n; ++i) dst[i] = 2.f * rng.uniform(static_cast<uint64_t>(i)) - 1.f;
   }
 }
 
 void gather(float* dst, const float* data, const int64_t* index, int64_t count, int64_t per) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count * per > kParallelMin)
   for (int64_t i = 0; i < count; ++i)
     std::memcpy(dst + i * per, data + index[i] * per, static_cast<size_t>(per) * sizeof(float));
 }
