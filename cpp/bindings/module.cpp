@@ -99,7 +99,7 @@ GanConfig parse_config(const py::dict& d) {
 
 // Checks a float32 C-contiguous array against an expected shape; -1 in `want` matches any size.
 void check_array(const py::array& a, const std::vector<int64_t>& want, const char* what) {
-  if (!py::isinstance<FArray>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
+  if (!a.dtype().is(py::dtype::of<float>()))
     throw py::type_error(std::string(what) + ": expected a float32 array, got dtype " +
                          std::string(py::str(a.dtype())));
   if (!(a.flags() & py::array::c_style))

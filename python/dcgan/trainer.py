@@ -41,6 +41,11 @@ def prepare_images(x: Any, image_shape: Sequence[int], data_range: Tuple[float, 
         raise TypeError(f"{name} must be uint8 or floating point images, got dtype {x.dtype}")
     if x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape}); expected images of shape (N, {c}, {h}, {w})")
+    if x.dtype != np.uint8:
+        finite = np.isfinite(x)
+        if not finite.all():
+            bad = np.argwhere(~finite)[0]
+            raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
     if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
         x = x[:, None, :, :]
     elif x.ndim == 4 and x.shape[1:] == (c, h, w):
@@ -57,10 +62,6 @@ def prepare_images(x: Any, image_shape: Sequence[int], data_range: Tuple[float, 
         out = x.astype(np.float32)
     else:
         out = x.astype(np.float32)
-        finite = np.isfinite(out)
-        if not finite.all():
-            bad = np.argwhere(~finite)[0]
-            raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
         mn, mx = float(out.min()), float(out.max())
         if input_range is not None:
             src = (float(input_range[0]), float(input_range[1]))
