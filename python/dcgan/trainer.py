@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from . import checkpoint
 from ._loader import load_core
 from .config import Config
 
@@ -289,6 +290,67 @@ class Trainer:
         return (f"Trainer(preset={self.cfg.preset!r}, arch={self.cfg.arch!r}, step={self.step_count}, "
                 f"G={self.num_params('generator'):,} params, D={self.num_params('discriminator'):,} params)")
 
+    # ---------------------------------------------------------------- checkpoints
+    def save(self, path: "checkpoint.PathLike") -> "checkpoint.Path":
+        """Writes the full training state (both networks, Adam moments, BN statistics, step,
+        epoch and data cursor, config, history) atomically; see :mod:`dcgan.checkpoint`."""
+        arrays: Dict[str, np.ndarray] = {}
+        for net in NETS:
+            for k, v in self._core.get_params(net).items():
+                arrays[f"{net}/{k}"] = v
+            for k, v in self._core.get_state(net).items():
+                arrays[f"{net}/{k}"] = v
+            for k, v in self._core.get_adam(net).items():
+                arrays[f"{net}.adam/{k}"] = v
+        return checkpoint.write(path, self._meta("full"), arrays)
+
+    def save_generator(self, path: "checkpoint.PathLike") -> "checkpoint.Path":
+        """Writes the generator alone (parameters, BN statistics, config): enough to sample."""
+        arrays = {f"generator/{k}": v for k, v in self._core.get_params("generator").items()}
+        arrays.update({f"generator/{k}": v for k, v in self._core.get_state("generator").items()})
+        return checkpoint.write(path, self._meta("generator"), arrays)
+
+    @classmethod
+    def load(cls, path: "checkpoint.PathLike", cfg: Optional[Config] = None) -> "Trainer":
+        """A trainer restored from :meth:`save`; ``fit`` then continues exactly where the
+        saved run stood (same losses as an uninterrupted run on the same backend and threads).
+
+        ``cfg`` (optional) must describe the same networks; it may change e.g. ``threads``.
+        """
+        meta, arrays = checkpoint.read(path)
+        if meta["kind"] != "full":
+            raise ValueError(f"{path} holds only a generator; load it with dcgan.Generator.load")
+        saved = Config.from_dict(meta["config"])
+        tr = cls(cfg if cfg is not None else saved)
+        tr._restore_nets(arrays, NETS, path)
+        for net in NETS:
+            adam = checkpoint.split(arrays, f"{net}.adam")
+            if set(adam) != {"m", "v"}:
+                raise ValueError(f"{path}: the {net}'s Adam state is missing or damaged")
+            try:
+                tr._core.set_adam(net, adam["m"], adam["v"])
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{path} does not match this configuration: {net} Adam state: {e}") from e
+        tr._core.set_train_state(meta.get("train_state", {}))
+        for k, v in (meta.get("history") or {}).items():
+            if k in tr.history:
+                tr.history[k] = list(v)
+        return tr
+
+    def _restore_nets(self, arrays: Dict[str, np.ndarray], nets: Sequence[str], path: Any) -> None:
+        for net in nets:
+            values = checkpoint.split(arrays, net)
+            try:
+                self._core.set_params(net, values, strict=True)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{path} does not match this configuration ({net}): {e}") from e
+
+    def _meta(self, kind: str) -> Dict[str, Any]:
+        from . import __version__
+        return {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "kind": kind,
+                "config": self.cfg.to_dict(), "train_state": dict(self._core.get_train_state()),
+                "history": self.history if kind == "full" else {}, "dcgan_version": __version__}
+
     # ---------------------------------------------------------------- helpers
     @staticmethod
     def _net(net: str) -> str:
@@ -303,3 +365,29 @@ class Trainer:
         except ImportError:  # pragma: no cover
             return None
         return tqdm(total=total, unit="step", leave=True, dynamic_ncols=True)
+
+
+class Generator:
+    """A trained generator for sampling, loaded from a full or generator-only checkpoint.
+
+    >>> g = dcgan.Generator.load("run/checkpoint.npz")
+    >>> images = g.generate(64, seed=0)      # same samples as Trainer.generate(64, seed=0)
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self._trainer = Trainer(cfg)  # its discriminator is built but never used
+        self.cfg = cfg
+
+    @classmethod
+    def load(cls, path: "checkpoint.PathLike") -> "Generator":
+        meta, arrays = checkpoint.read(path)
+        g = cls(Config.from_dict(meta["config"]))
+        g._trainer._restore_nets(arrays, ("generator",), path)
+        return g
+
+    def generate(self, n: int, seed: Optional[int] = None) -> np.ndarray:
+        """``n`` samples, float32 (n, C, H, W) in ``cfg.data_range``."""
+        return self._trainer.generate(n, seed)
+
+    def weights(self) -> "OrderedDict[str, np.ndarray]":
+        return self._trainer.weights("generator")

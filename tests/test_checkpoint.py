@@ -1,0 +1,115 @@
+"""Checkpoints: full state, exact resume, generator-only sampling, atomic writes, bad files."""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import dcgan
+from dcgan import checkpoint
+
+
+def small_cfg(**kw):
+    base = dict(batch_size=8, g_width=4, d_width=4, z_dim=8, seed=3)
+    base.update(kw)
+    return dcgan.Config.mnist(**base)
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 256, size=(60, 28, 28), dtype=np.uint8)  # 7 steps per epoch
+
+
+def test_resume_is_bit_identical(tmp_path, images):
+    # 17 steps cross two epoch boundaries (7 steps per epoch); the save happens mid-epoch.
+    ref = dcgan.Trainer(small_cfg())
+    ref.fit(images, steps=17, progress=False)
+
+    a = dcgan.Trainer(small_cfg())
+    a.fit(images, steps=5, progress=False)
+    path = a.save(tmp_path / "ck.npz")
+    b = dcgan.Trainer.load(path)
+    assert b.step_count == 5
+    b.fit(images, steps=12, progress=False)
+    for k in ("d_loss", "g_loss", "d_real", "d_fake", "epoch"):
+        assert b.history[k] == ref.history[k], k  # exact, not approximate
+    for net in ("generator", "discriminator"):
+        for name, w in ref.weights(net).items():
+            np.testing.assert_array_equal(b.weights(net)[name], w)
+        for name, v in ref.buffers(net).items():
+            np.testing.assert_array_equal(b.buffers(net)[name], v)
+    np.testing.assert_array_equal(b.generate(8, seed=5), ref.generate(8, seed=5))
+
+
+def test_generator_only_checkpoint_samples(tmp_path, images):
+    tr = dcgan.Trainer(small_cfg())
+    tr.fit(images, steps=4, progress=False)
+    full = tr.save(tmp_path / "full.npz")
+    gen = tr.save_generator(tmp_path / "gen.npz")
+    with np.load(gen, allow_pickle=False) as z:
+        assert not any(k.startswith("discriminator") for k in z.files)
+    want = tr.generate(10, seed=7)
+    for p in (full, gen):
+        g = dcgan.Generator.load(p)
+        np.testing.assert_array_equal(g.generate(10, seed=7), want)
+    with pytest.raises(ValueError, match="holds only a generator"):
+        dcgan.Trainer.load(gen)
+
+
+def test_format_is_plain_npz_with_json(tmp_path):
+    tr = dcgan.Trainer(small_cfg())
+    p = tr.save(tmp_path / "ck")  # suffix added
+    assert p.name == "ck.npz"
+    with np.load(p, allow_pickle=False) as z:
+        meta = json.loads(z["meta.json"].tobytes())
+        assert meta["format"] == "dcgan-checkpoint" and meta["version"] == 1
+        assert "generator/0.weight" in z.files and "discriminator.adam/m" in z.files
+        assert "generator/1.running_var" in z.files
+
+
+def test_mismatched_config_is_rejected(tmp_path):
+    p = dcgan.Trainer(small_cfg()).save(tmp_path / "ck.npz")
+    with pytest.raises(ValueError, match="does not match this configuration"):
+        dcgan.Trainer.load(p, cfg=small_cfg(g_width=8))
+    # Same networks, other threads: fine.
+    dcgan.Trainer.load(p, cfg=small_cfg(threads=1))
+
+
+def test_damaged_files(tmp_path):
+    p = dcgan.Trainer(small_cfg()).save(tmp_path / "ck.npz")
+    data = p.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable dcgan checkpoint"):
+        dcgan.Trainer.load(tmp_path / "trunc.npz")
+    (tmp_path / "junk.npz").write_bytes(b"hello")
+    with pytest.raises(ValueError, match="not a readable dcgan checkpoint"):
+        dcgan.Trainer.load(tmp_path / "junk.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="no meta.json"):
+        dcgan.Trainer.load(tmp_path / "other.npz")
+    with pytest.raises(FileNotFoundError):
+        dcgan.Trainer.load(tmp_path / "missing.npz")
+    # A pickled object inside is never executed: np.load(allow_pickle=False) refuses it.
+    np.savez(tmp_path / "pickle.npz", **{"meta.json": np.array([{"x": 1}], dtype=object)})
+    with pytest.raises(ValueError):
+        dcgan.Trainer.load(tmp_path / "pickle.npz")
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    tr = dcgan.Trainer(small_cfg())
+    p = tr.save(tmp_path / "ck.npz")
+    before = p.read_bytes()
+    tr.step(np.zeros((8, 1, 28, 28), np.float32))
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        tr.save(p)
+    assert p.read_bytes() == before  # the last good checkpoint is intact
+    assert [f.name for f in tmp_path.iterdir()] == ["ck.npz"]  # no temp file left
+    dcgan.Trainer.load(p)
