@@ -1,0 +1,513 @@
+"""Pictures and logs of a training run: sample grids, loss curves, CSV history.
+
+Needs only NumPy, Pillow and Matplotlib (no ``dcgan._core``).
+
+* :func:`sample_grid` tiles generated images ``(n, C, H, W)`` into one uint8
+  picture and optionally saves it as PNG.
+* :func:`plot_losses` draws the per-step history of a :class:`dcgan.Trainer`
+  (``trainer.history``) and returns a Matplotlib :class:`~matplotlib.figure.Figure`.
+* :func:`save_history_csv` / :func:`load_history_csv` write and read that history.
+
+All writers are atomic: they write a temporary file in the destination folder
+and ``os.replace`` it over the target, so a reader (or a crash) never sees a
+half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ["sample_grid", "save_image", "plot_losses", "save_history_csv", "load_history_csv"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Column order of :func:`save_history_csv`.
+HISTORY_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "d_real", "d_fake")
+
+
+# ---------------------------------------------------------------------------
+# Atomic writes
+# ---------------------------------------------------------------------------
+
+
+def _atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Call ``write(f)`` on a temp file next to ``path``, then rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes the file 0600; give it the usual permissions of a new file.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Sample grids
+# ---------------------------------------------------------------------------
+
+
+def _as_nchw(images: Any) -> np.ndarray:
+    x = np.asarray(images)
+    if x.ndim == 2:  # one (H, W) image
+        x = x[None, None]
+    elif x.ndim == 3:  # (n, H, W)
+        x = x[:, None]
+    elif x.ndim == 4:
+        if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):  # (n, H, W, C)
+            x = x.transpose(0, 3, 1, 2)
+    else:
+        raise ValueError(f"images must have shape (n, C, H, W) or (n, H, W), got {x.shape}")
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got shape {x.shape} (n, C, H, W)")
+    if x.shape[0] == 0:
+        raise ValueError("no images to tile (n = 0)")
+    return x
+
+
+def _to_uint8(x: np.ndarray, value_range: Tuple[float, float]) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype == np.bool_:
+        return x.astype(np.uint8) * 255
+    lo, hi = (float(v) for v in value_range)
+    if not hi > lo:
+        raise ValueError(f"value_range must be (lo, hi) with hi > lo, got {value_range}")
+    y = (np.asarray(x, dtype=np.float32) - lo) * np.float32(255.0 / (hi - lo))
+    y = np.nan_to_num(y, nan=0.0, posinf=255.0, neginf=0.0)
+    return np.rint(np.clip(y, 0.0, 255.0)).astype(np.uint8)
+
+
+def sample_grid(
+    images: Any,
+    nrow: Optional[int] = None,
+    path: Optional[PathLike] = None,
+    value_range: Tuple[float, float] = (-1.0, 1.0),
+    padding: int = 2,
+    pad_value: int = 0,
+) -> np.ndarray:
+    """Tile images into one picture (and save it as PNG if ``path`` is given).
+
+    Parameters
+    ----------
+    images:
+        Array ``(n, C, H, W)`` with ``C`` = 1 or 3 (what ``Trainer.generate``
+        returns). ``(n, H, W)`` (grey) and ``(n, H, W, C)`` are accepted too.
+        Float images are mapped from ``value_range`` to 0..255 (values outside
+        are clipped, NaN becomes 0); ``uint8`` images are used as they are.
+    nrow:
+        Images per row of the grid, as in ``torchvision.utils.make_grid``
+        (default ``ceil(sqrt(n))``); the grid has ``ceil(n / nrow)`` rows and
+        unused cells are left at ``pad_value``.
+    path:
+        If given, the grid is written there as PNG (atomically; parent folders
+        are created).
+    value_range:
+        ``(lo, hi)`` of float images, e.g. ``cfg.data_range``; lo maps to 0 and
+        hi to 255.
+    padding:
+        Pixels between images and around the border.
+    pad_value:
+        Grey level (0..255) of the padding.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8``, shape ``(rows*(H+padding)+padding, nrow*(W+padding)+padding)``
+        for one channel, with a trailing ``3`` for RGB.
+    """
+    x = _as_nchw(images)
+    n, c, h, w = x.shape
+    if nrow is None:
+        nrow = int(math.ceil(math.sqrt(n)))
+    nrow = int(nrow)
+    if nrow < 1:
+        raise ValueError(f"nrow must be >= 1, got {nrow}")
+    padding = int(padding)
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    ncol = min(nrow, n)
+    nrows = int(math.ceil(n / ncol))
+    x8 = _to_uint8(x, value_range)
+
+    grid = np.full(
+        (nrows * (h + padding) + padding, ncol * (w + padding) + padding, c),
+        np.uint8(pad_value),
+        dtype=np.uint8,
+    )
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        y0 = padding + r * (h + padding)
+        x0 = padding + col * (w + padding)
+        grid[y0 : y0 + h, x0 : x0 + w] = x8[i].transpose(1, 2, 0)
+    if c == 1:
+        grid = grid[:, :, 0]
+    if path is not None:
+        save_image(grid, path)
+    return grid
+
+
+def save_image(image: np.ndarray, path: PathLike) -> Path:
+    """Write a ``uint8`` ``(H, W)`` or ``(H, W, 3)`` array as an image (atomically).
+
+    The format follows the file name's suffix (PNG when there is none).
+    """
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    path = Path(path)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), None)
+    if fmt is None:
+        fmt = path.suffix[1:].upper() if path.suffix else "PNG"
+    return _atomic_write(path, lambda f: img.save(f, format=fmt))
+
+
+# ---------------------------------------------------------------------------
+# History helpers
+# ---------------------------------------------------------------------------
+
+
+def _history_dict(history: Any) -> Mapping[str, Sequence]:
+    """Accept a history mapping or anything with a ``.history`` mapping (a Trainer)."""
+    if not isinstance(history, Mapping) and hasattr(history, "history"):
+        history = history.history
+    if not isinstance(history, Mapping):
+        raise TypeError(f"history must be a dict of per-step lists, got {type(history).__name__}")
+    return history
+
+
+def _num_steps(h: Mapping[str, Sequence]) -> int:
+    lengths = {k: len(h[k]) for k in HISTORY_COLUMNS if k in h and h[k] is not None}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"history lists have different lengths: {lengths}")
+    return next(iter(lengths.values()), 0)
+
+
+def _steps(h: Mapping[str, Sequence], n: int) -> np.ndarray:
+    """Step numbers: ``history["step"]`` if present, else 0, 1, ..., n-1."""
+    if h.get("step") is not None:
+        return np.asarray(h["step"])
+    return np.arange(n)
+
+
+def _smooth(y: np.ndarray, smooth: Union[float, int, None]) -> Optional[np.ndarray]:
+    """EMA (0 <= smooth < 1, bias-corrected like TensorBoard) or trailing moving
+    average over ``smooth`` steps (int >= 1; 0 means none). NaNs are skipped."""
+    if isinstance(smooth, bool):
+        raise ValueError("smooth must be a float in [0, 1) or an int window, not a bool")
+    if smooth is None:
+        return None
+    y = np.asarray(y, dtype=np.float64)
+    if isinstance(smooth, (int, np.integer)):
+        k = int(smooth)
+        if k < 0:
+            raise ValueError(f"smooth as a window must be >= 1 (0: no smoothing), got {k}")
+        if k <= 1 or y.size == 0:
+            return y.copy()
+        ok = np.isfinite(y)
+        c = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
+        m = np.concatenate([[0], np.cumsum(ok)])
+        idx = np.arange(1, y.size + 1)
+        lo = np.maximum(idx - k, 0)
+        cnt = m[idx] - m[lo]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(cnt > 0, (c[idx] - c[lo]) / np.maximum(cnt, 1), np.nan)
+    a = float(smooth)
+    if not 0.0 <= a < 1.0:
+        raise ValueError(f"smooth must be in [0, 1) (EMA weight) or an int window >= 1, got {smooth}")
+    if a == 0.0:
+        return y.copy()
+    out = np.empty_like(y)
+    s, wsum = 0.0, 0.0
+    for i, v in enumerate(y.tolist()):
+        if v == v and abs(v) != math.inf:  # finite
+            s = a * s + (1.0 - a) * v
+            wsum = a * wsum + (1.0 - a)
+        out[i] = s / wsum if wsum > 0 else math.nan
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Loss curves
+# ---------------------------------------------------------------------------
+
+
+def _display_figure_class():
+    """``DisplayFigure``: a Figure that shows itself in Jupyter without pyplot.
+
+    Created on first use so that importing this module does not import
+    Matplotlib; ``dcgan.plot.DisplayFigure`` resolves to it (pickling works).
+    """
+    cls = globals().get("_DisplayFigure")
+    if cls is None:
+        from matplotlib.figure import Figure
+
+        class DisplayFigure(Figure):
+            """A Matplotlib Figure with a ``_repr_png_`` for Jupyter.
+
+            Where the inline backend has registered its own display hook for
+            figures, that hook is used instead; either way it shows once.
+            """
+
+            def _repr_png_(self) -> bytes:
+                buf = io.BytesIO()
+                self.savefig(buf, format="png", bbox_inches="tight")
+                return buf.getvalue()
+
+        DisplayFigure.__module__ = __name__
+        DisplayFigure.__qualname__ = "DisplayFigure"
+        globals()["_DisplayFigure"] = cls = DisplayFigure
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DisplayFigure":
+        return _display_figure_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _interactive_pyplot() -> bool:
+    """True when pyplot is in use with an interactive backend (Jupyter inline, a GUI)."""
+    if "matplotlib.pyplot" not in sys.modules:
+        return False
+    try:
+        import matplotlib
+
+        try:  # Matplotlib >= 3.9
+            from matplotlib.backends import BackendFilter, backend_registry
+
+            batch = backend_registry.list_builtin(BackendFilter.NON_INTERACTIVE)
+        except ImportError:  # pragma: no cover - older Matplotlib
+            from matplotlib import rcsetup
+
+            batch = rcsetup.non_interactive_bk
+        backend = str(matplotlib.get_backend()).lower()
+        return backend not in {b.lower() for b in batch}
+    except Exception:  # pragma: no cover - fall back to a standalone figure
+        return False
+
+
+def _new_figure(figsize: Tuple[float, float]):
+    """A new figure, drawn with Agg when saved.
+
+    * pyplot in use with an interactive backend (Jupyter's inline backend, a GUI
+      session): the figure is made through pyplot, so ``plt.show()`` and the
+      inline backend's automatic display work as for any other figure.
+    * otherwise (scripts, the CLI, no display): a standalone Figure on an Agg
+      canvas, unknown to pyplot: no GUI or display needed, no "too many open
+      figures" when called every epoch, freed when dropped. Returned from a
+      Jupyter cell it still renders once, through ``_repr_png_``.
+    """
+    cls = _display_figure_class()
+    kw: Dict[str, Any] = {"figsize": figsize}
+    if _mpl_has_layout():
+        kw["layout"] = "constrained"
+    if _interactive_pyplot():
+        import matplotlib.pyplot as plt
+
+        return plt.figure(FigureClass=cls, **kw)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = cls(**kw)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _mpl_has_layout() -> bool:
+    import matplotlib
+
+    try:
+        major, minor = (int(p) for p in matplotlib.__version__.split(".")[:2])
+    except ValueError:  # pragma: no cover
+        return False
+    return (major, minor) >= (3, 6)
+
+
+def _epoch_starts(h: Mapping[str, Sequence], steps: np.ndarray) -> List[float]:
+    ep = h.get("epoch")
+    if ep is None or len(ep) < 2:
+        return []
+    ep = np.asarray(ep)
+    change = np.nonzero(ep[1:] != ep[:-1])[0] + 1
+    if len(change) > 60:  # too many lines to be useful
+        return []
+    return [float(steps[i]) for i in change]
+
+
+def plot_losses(
+    history: Any,
+    path: Optional[PathLike] = None,
+    smooth: Union[float, int, None] = 0.9,
+    title: Optional[str] = None,
+    figsize: Tuple[float, float] = (11.0, 4.0),
+    dpi: int = 100,
+):
+    """Plot a training history: losses, and the discriminator's outputs.
+
+    Parameters
+    ----------
+    history:
+        ``trainer.history`` (or the trainer itself): a dict of per-step lists
+        with keys ``d_loss``, ``g_loss``, ``d_real`` (mean D(x)),
+        ``d_fake`` (mean D(G(z))) and optionally ``epoch`` / ``step``.
+        Missing keys are left out of the plot.
+    path:
+        If given, the figure is saved there (format from the suffix, PNG by
+        default; written atomically).
+    smooth:
+        A float in ``(0, 1)``: weight of an exponential moving average
+        (bias-corrected, like TensorBoard's slider); an int ``k >= 2``: moving
+        average over the last ``k`` steps; ``None``, ``0`` or ``1``: raw curves
+        only. Raw values are drawn faint behind the smoothed curve.
+    title:
+        Optional figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels: D and G losses; D(x) and D(G(z)). Where pyplot is in use
+        with an interactive backend (Jupyter inline, a GUI) the figure belongs
+        to pyplot and shows as usual (``plt.show()``, or at the end of a
+        notebook cell). Otherwise (scripts, no display) it is a standalone
+        Agg figure unknown to pyplot: save it with ``fig.savefig`` or
+        ``path=``; returned from a Jupyter cell it still renders once. Epoch boundaries are marked
+        with faint vertical lines when ``history["epoch"]`` is present.
+    """
+    h = _history_dict(history)
+    n = _num_steps(h)
+    steps = _steps(h, n)
+    fig = _new_figure(figsize)
+    ax_loss, ax_d = fig.subplots(1, 2)
+
+    def draw(ax, key: str, label: str, color: str) -> bool:
+        if h.get(key) is None or len(h[key]) == 0:
+            return False
+        y = np.asarray(h[key], dtype=np.float64)
+        ys = _smooth(y, smooth)
+        if ys is None or not isinstance(smooth, bool) and smooth in (0, 1):
+            ax.plot(steps, y, color=color, lw=1.0, label=label)
+        else:
+            ax.plot(steps, y, color=color, lw=0.6, alpha=0.25)
+            ax.plot(steps, ys, color=color, lw=1.5, label=label)
+        return True
+
+    any_loss = draw(ax_loss, "d_loss", "D loss", "C0")
+    any_loss |= draw(ax_loss, "g_loss", "G loss", "C1")
+    any_d = draw(ax_d, "d_real", "D(x)", "C2")
+    any_d |= draw(ax_d, "d_fake", "D(G(z))", "C3")
+
+    ax_loss.set_title("losses")
+    ax_d.set_title("discriminator outputs")
+    for ax, drawn in ((ax_loss, any_loss), (ax_d, any_d)):
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+        for s in _epoch_starts(h, steps):
+            ax.axvline(s, color="0.5", lw=0.5, alpha=0.4)
+        if drawn:
+            ax.legend(loc="best", fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.5")
+    # Probabilities: fix the axis to [0, 1] and mark the equilibrium 0.5.
+    dvals = [np.asarray(h[k], dtype=np.float64) for k in ("d_real", "d_fake") if h.get(k) is not None and len(h[k])]
+    if dvals:
+        allv = np.concatenate(dvals)
+        allv = allv[np.isfinite(allv)]
+        if allv.size and allv.min() >= 0.0 and allv.max() <= 1.0:
+            ax_d.set_ylim(-0.02, 1.02)
+            ax_d.axhline(0.5, color="0.5", lw=0.8, ls="--", alpha=0.6)
+    if title:
+        fig.suptitle(title)
+    if path is not None:
+        _save_figure(fig, path, dpi=dpi)
+    return fig
+
+
+def _save_figure(fig, path: PathLike, dpi: int = 100) -> Path:
+    path = Path(path)
+    fmt = path.suffix[1:].lower() if path.suffix else "png"
+    return _atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
+
+
+# ---------------------------------------------------------------------------
+# CSV
+# ---------------------------------------------------------------------------
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return str(int(v))
+    return format(float(v), ".9g")  # round-trips float32
+
+
+def save_history_csv(history: Any, path: PathLike) -> Path:
+    """Write a training history as CSV (atomically).
+
+    Columns: ``step,epoch,d_loss,g_loss,d_real,d_fake``, one row per step.
+    ``step`` is ``history["step"]`` if present, else the 0-based row index;
+    columns missing from ``history`` are left empty. Floats are written with 9
+    significant digits (exact for float32).
+
+    Returns the path written.
+    """
+    h = _history_dict(history)
+    n = _num_steps(h)
+    steps = _steps(h, n)
+    cols: Dict[str, Optional[Sequence]] = {k: h.get(k) for k in HISTORY_COLUMNS}
+    cols["step"] = steps
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(HISTORY_COLUMNS)
+    for i in range(n):
+        row = []
+        for k in HISTORY_COLUMNS:
+            col = cols[k]
+            if col is None:
+                row.append("")
+            elif k in ("step", "epoch"):
+                row.append(str(int(col[i])))
+            else:
+                row.append(_fmt(col[i]))
+        w.writerow(row)
+    data = buf.getvalue().encode("utf-8")
+    return _atomic_write(path, lambda f: f.write(data))
+
+
+def load_history_csv(path: PathLike) -> Dict[str, List]:
+    """Read a CSV written by :func:`save_history_csv` back into a history dict.
+
+    ``step`` and ``epoch`` come back as ints, the others as floats; columns that
+    are empty throughout are left out.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out: Dict[str, List] = {}
+    fields = rows[0].keys() if rows else HISTORY_COLUMNS
+    for k in fields:
+        vals = [r[k] for r in rows]
+        if rows and all(v == "" for v in vals):
+            continue
+        conv = int if k in ("step", "epoch") else float
+        out[k] = [conv(v) if v != "" else math.nan for v in vals]
+    return out
