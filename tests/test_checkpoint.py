@@ -113,3 +113,40 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert p.read_bytes() == before  # the last good checkpoint is intact
     assert [f.name for f in tmp_path.iterdir()] == ["ck.npz"]  # no temp file left
     dcgan.Trainer.load(p)
+
+
+def test_ctrl_c_stops_on_a_step_boundary_and_resumes_exactly(tmp_path, images):
+    """SIGINT during fit (as Ctrl-C or Jupyter's interrupt sends it) stops at a step boundary;
+    the trainer is intact, and continuing gives exactly the uninterrupted run."""
+    import os
+    import signal
+
+    ref = dcgan.Trainer(small_cfg())
+    ref.fit(images, steps=15, progress=False)
+
+    class Interrupt(dcgan.Callback):
+        def on_step(self, trainer, step, stats):
+            if step == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    tr = dcgan.Trainer(small_cfg())
+    tr.fit(images, steps=15, progress=False, callbacks=[Interrupt()])
+    stopped = tr.step_count
+    assert 5 <= stopped < 15
+    assert len(tr.history["d_loss"]) == stopped  # history matches the steps done
+    # The handler is removed again: a later SIGINT raises as usual.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    path = tr.save(tmp_path / "ck.npz")
+    resumed = dcgan.Trainer.load(path)
+    resumed.fit(images, steps=15 - stopped, progress=False)
+    assert resumed.history["d_loss"] == ref.history["d_loss"]
+    assert resumed.history["g_loss"] == ref.history["g_loss"]
+
+
+def test_history_export(tmp_path, images):
+    tr = dcgan.Trainer(small_cfg())
+    tr.fit(images, steps=3, progress=False)
+    j = json.loads(tr.history_to_json(tmp_path / "h.json").read_text())
+    assert j["d_loss"] == tr.history["d_loss"] and len(j["epoch"]) == 3
+    lines = tr.history_to_csv(tmp_path / "h.csv").read_text().splitlines()
+    assert lines[0].split(",")[:3] == ["step", "epoch", "d_loss"] and len(lines) == 4

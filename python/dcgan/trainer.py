@@ -108,6 +108,39 @@ def _call(cb: CallbackLike, method: str, *args: Any) -> None:
         cb(*args)  # a plain function is an on_epoch_end callback
 
 
+class _StopOnInterrupt:
+    """While active (main thread only), SIGINT sets ``requested`` instead of raising.
+
+    The core runs steps with the GIL released; Python sees the signal when the current chunk
+    returns, so training always stops on a step boundary with every buffer consistent.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+
+    def __enter__(self) -> "_StopOnInterrupt":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum: int, frame: Any) -> None:
+                if self.requested:  # a second Ctrl-C: the user really wants out
+                    raise KeyboardInterrupt
+                self.requested = True
+            try:
+                self._old = signal.signal(signal.SIGINT, handler)
+            except ValueError:  # pragma: no cover - e.g. embedded interpreters
+                self._old = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
 # --------------------------------------------------------------------------------------- trainer
 class Trainer:
     """Trains a GAN described by a :class:`Config`; every step runs in the C++ core.
@@ -126,7 +159,7 @@ class Trainer:
         self._core = _core.Trainer(cfg.core_config())
         self.history: Dict[str, List[float]] = {k: [] for k in HISTORY_KEYS + ("epoch",)}
         self.stop_training = False  # set by a callback to end fit() after the current step
-        self._data_id: Optional[int] = None
+        self._data: Optional[np.ndarray] = None
 
     # ---------------------------------------------------------------- properties
     @property
@@ -170,44 +203,51 @@ class Trainer:
         bar = self._progress_bar(total) if progress else None
         self.stop_training = False
         done = 0
-        # Chunks end at epoch boundaries and are small enough that Ctrl-C is answered quickly.
-        chunk_max = max(1, min(50, spe))
-        try:
-            while done < total and not self.stop_training:
-                st = self._core.get_train_state()
-                epoch, cursor = int(st["epoch"]), int(st["cursor"])
-                if cursor + bs > n:  # the next step starts a new epoch
-                    epoch, cursor = epoch + 1, 0
-                left_in_epoch = spe - cursor // bs
-                k = min(chunk_max, total - done, left_in_epoch)
-                t0 = time.perf_counter()
-                stats = self._core.run(k)
-                dt = time.perf_counter() - t0
-                first = self.step_count - k
-                for i in range(k):
-                    row = stats[i]
+        # Chunks end at epoch boundaries and last about `chunk_seconds`, so the progress bar
+        # moves and Ctrl-C is answered quickly even for the heavy presets.
+        chunk_seconds, per_step = 0.5, None
+        with _StopOnInterrupt() as interrupt:
+            try:
+                while done < total and not self.stop_training and not interrupt.requested:
+                    st = self._core.get_train_state()
+                    epoch, cursor = int(st["epoch"]), int(st["cursor"])
+                    if cursor + bs > n:  # the next step starts a new epoch
+                        epoch, cursor = epoch + 1, 0
+                    left_in_epoch = spe - cursor // bs
+                    want = 1 if per_step is None else max(1, int(chunk_seconds / max(per_step, 1e-6)))
+                    k = min(want, total - done, left_in_epoch)
+                    t0 = time.perf_counter()
+                    stats = self._core.run(k)
+                    dt = time.perf_counter() - t0
+                    per_step = dt / k
+                    first = self.step_count - k
+                    # History first, in one go: it always matches the steps the core has done.
                     for j, key in enumerate(HISTORY_KEYS):
-                        self.history[key].append(float(row[j]))
-                    self.history["epoch"].append(epoch)
+                        self.history[key].extend(stats[:, j].tolist())
+                    self.history["epoch"].extend([epoch] * k)
+                    done += k
+                    if bar is not None:
+                        bar.update(k)
+                        bar.set_postfix(epoch=epoch, d_loss=f"{stats[-1, 0]:.3f}", g_loss=f"{stats[-1, 1]:.3f}",
+                                        img_s=f"{k * bs / max(dt, 1e-9):.0f}", refresh=False)
                     if cbs:
-                        s = {key: float(row[j]) for j, key in enumerate(HISTORY_KEYS)}
-                        for cb in cbs:
-                            _call(cb, "on_step", self, first + i, s)
-                done += k
+                        for i in range(k):
+                            s = {key: float(stats[i, j]) for j, key in enumerate(HISTORY_KEYS)}
+                            for cb in cbs:
+                                _call(cb, "on_step", self, first + i, s)
+                        if k == left_in_epoch:
+                            for cb in cbs:
+                                _call(cb, "on_epoch_end", self, epoch)
+            except KeyboardInterrupt:
+                # Raised outside the core (e.g. in a callback, or off the main thread): the
+                # core only ever stops between steps, so its state is consistent.
+                interrupt.requested = True
+            finally:
                 if bar is not None:
-                    bar.update(k)
-                    bar.set_postfix(epoch=epoch, d_loss=f"{stats[-1, 0]:.3f}", g_loss=f"{stats[-1, 1]:.3f}",
-                                    img_s=f"{k * bs / max(dt, 1e-9):.0f}", refresh=False)
-                if k == left_in_epoch:
-                    for cb in cbs:
-                        _call(cb, "on_epoch_end", self, epoch)
-        except KeyboardInterrupt:
-            # The core finished its last step before Python saw the signal: state is consistent.
-            print(f"\ninterrupted at step {self.step_count}; call fit() again to continue",
-                  file=sys.stderr)
-        finally:
-            if bar is not None:
-                bar.close()
+                    bar.close()
+        if interrupt.requested:
+            print(f"\ninterrupted at step {self.step_count}; the trainer is intact: call fit() again "
+                  f"to continue, or save() it", file=sys.stderr)
         return self.history
 
     def step(self, batch: Any) -> Dict[str, float]:
@@ -289,6 +329,32 @@ class Trainer:
     def __repr__(self) -> str:
         return (f"Trainer(preset={self.cfg.preset!r}, arch={self.cfg.arch!r}, step={self.step_count}, "
                 f"G={self.num_params('generator'):,} params, D={self.num_params('discriminator'):,} params)")
+
+    # ---------------------------------------------------------------- history export
+    def history_to_csv(self, path: Any) -> Any:
+        """Writes the per-step history as CSV (step, epoch, d_loss, g_loss, d_real, d_fake)."""
+        from .plot import save_history_csv
+        return save_history_csv(self.history, path)
+
+    def history_to_json(self, path: Any) -> Any:
+        """Writes the per-step history as a JSON object of lists (atomic write)."""
+        import json
+        import os
+        import tempfile
+        from pathlib import Path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.history, f)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
 
     # ---------------------------------------------------------------- checkpoints
     def save(self, path: "checkpoint.PathLike") -> "checkpoint.Path":
