@@ -4,8 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <dnnl.hpp>
 #include <cmath>
+#include <dnnl.hpp>
 #include <sstream>
 
 #include "core/gan_step.hpp"
@@ -39,7 +39,8 @@ LayerSpec parse_layer(const py::dict& d, size_t i) {
   if (d.contains("padding") && py::isinstance<py::str>(d["padding"])) {
     const auto p = d["padding"].cast<std::string>();
     if (p != "same" && p != "valid")
-      throw InvalidArgument("layer " + std::to_string(i) + ": padding must be 'same', 'valid' or an int, got '" + p + "'");
+      throw InvalidArgument("layer " + std::to_string(i) +
+                            ": padding must be 'same', 'valid' or an int, got '" + p + "'");
     s.same = p == "same";
   } else {
     s.padding = get<int64_t>(d, "padding", 0);
@@ -84,10 +85,10 @@ GanConfig parse_config(const py::dict& d) {
   c.n_critic = get<int>(d, "n_critic", 1);
   c.g_steps = get<int>(d, "g_steps", 1);
   c.joint = get<bool>(d, "joint", false);
-  c.adam_g = {get<float>(d, "lr_g", 2e-4f), get<float>(d, "beta1_g", 0.5f), get<float>(d, "beta2_g", 0.999f),
-              get<float>(d, "adam_eps", 1e-8f)};
-  c.adam_d = {get<float>(d, "lr_d", 2e-4f), get<float>(d, "beta1_d", 0.5f), get<float>(d, "beta2_d", 0.999f),
-              get<float>(d, "adam_eps", 1e-8f)};
+  c.adam_g = {get<float>(d, "lr_g", 2e-4f), get<float>(d, "beta1_g", 0.5f),
+              get<float>(d, "beta2_g", 0.999f), get<float>(d, "adam_eps", 1e-8f)};
+  c.adam_d = {get<float>(d, "lr_d", 2e-4f), get<float>(d, "beta1_d", 0.5f),
+              get<float>(d, "beta2_d", 0.999f), get<float>(d, "adam_eps", 1e-8f)};
   const auto noise = get<std::string>(d, "noise", "normal");
   if (noise != "normal" && noise != "uniform")
     throw InvalidArgument("noise must be 'normal' or 'uniform', got '" + noise + "'");
@@ -109,7 +110,8 @@ void check_array(const py::array& a, const std::vector<int64_t>& want, const cha
   if (!ok) {
     std::ostringstream o;
     o << what << ": expected shape (";
-    for (size_t i = 0; i < want.size(); ++i) o << (i ? ", " : "") << (want[i] < 0 ? std::string("N") : std::to_string(want[i]));
+    for (size_t i = 0; i < want.size(); ++i)
+      o << (i ? ", " : "") << (want[i] < 0 ? std::string("N") : std::to_string(want[i]));
     o << "), got (";
     for (py::ssize_t i = 0; i < a.ndim(); ++i) o << (i ? ", " : "") << a.shape(i);
     o << ")";
@@ -119,7 +121,9 @@ void check_array(const py::array& a, const std::vector<int64_t>& want, const cha
 
 void check_finite(const float* p, int64_t n, const char* what) {
   for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(p[i])) throw InvalidArgument(std::string(what) + " contains NaN or Inf (at flat index " + std::to_string(i) + ")");
+    if (!std::isfinite(p[i]))
+      throw InvalidArgument(std::string(what) + " contains NaN or Inf (at flat index " +
+                            std::to_string(i) + ")");
 }
 
 std::vector<int64_t> with_batch(int64_t n, const Shape& s) {
@@ -166,12 +170,13 @@ py::dict named_state(const NetPlan& plan, const float* base, Backend& be) {
   return out;
 }
 
-void set_named(const NetPlan& plan, float* params, float* state, const py::dict& values, Backend& be,
-               bool strict) {
+void set_named(const NetPlan& plan, float* params, float* state, const py::dict& values,
+               Backend& be, bool strict) {
   std::map<std::string, std::pair<float*, Shape>> slots;
   for (size_t i = 0; i < plan.layers.size(); ++i) {
     const ResolvedLayer& L = plan.layers[i];
-    for (const ParamSpec& p : L.params) slots[std::to_string(i) + "." + p.name] = {params + p.offset, p.shape};
+    for (const ParamSpec& p : L.params)
+      slots[std::to_string(i) + "." + p.name] = {params + p.offset, p.shape};
     if (L.state_offset >= 0 && state) {
       slots[std::to_string(i) + ".running_mean"] = {state + L.state_offset, {L.in[0]}};
       slots[std::to_string(i) + ".running_var"] = {state + L.state_offset + L.in[0], {L.in[0]}};
@@ -194,7 +199,8 @@ void set_named(const NetPlan& plan, float* params, float* state, const py::dict&
     writes.emplace_back(it->second.first, a, numel(it->second.second));
     slots.erase(it);
   }
-  if (strict && !slots.empty()) throw InvalidArgument("missing parameter '" + slots.begin()->first + "'");
+  if (strict && !slots.empty())
+    throw InvalidArgument("missing parameter '" + slots.begin()->first + "'");
   for (auto& [dst, a, n] : writes) be.upload(dst, a.data(), n);
 }
 
@@ -220,7 +226,8 @@ py::list describe(const NetPlan& plan) {
 // ---------------------------------------------------------------------------------------------
 class PyTrainer {
  public:
-  explicit PyTrainer(const py::dict& cfg) : t_(parse_config(cfg), make_cpu_backend(get<int>(cfg, "threads", 0))) {}
+  explicit PyTrainer(const py::dict& cfg)
+      : t_(parse_config(cfg), make_cpu_backend(get<int>(cfg, "threads", 0))) {}
 
   py::tuple step(const py::array& batch) {
     const auto& c = t_.config();
@@ -258,7 +265,8 @@ class PyTrainer {
     FArray out = new_array({steps, 4});
     auto r = out.mutable_unchecked<2>();
     for (int64_t i = 0; i < steps; ++i) {
-      r(i, 0) = st[i].d_loss, r(i, 1) = st[i].g_loss, r(i, 2) = st[i].d_real, r(i, 3) = st[i].d_fake;
+      r(i, 0) = st[i].d_loss, r(i, 1) = st[i].g_loss, r(i, 2) = st[i].d_real,
+           r(i, 3) = st[i].d_fake;
     }
     return out;
   }
@@ -317,7 +325,8 @@ class PyTrainer {
     const int i = net_index(net);
     ParamStore& ps = t_.params(i);
     py::dict d;
-    for (auto [name, ptr] : {std::pair<const char*, float*>{"m", ps.adam_m()}, {"v", ps.adam_v()}}) {
+    for (auto [name, ptr] :
+         {std::pair<const char*, float*>{"m", ps.adam_m()}, {"v", ps.adam_v()}}) {
       FArray a = new_array({ps.n_params});
       t_.backend().download(a.mutable_data(), ptr, ps.n_params);
       d[name] = a;
@@ -360,8 +369,11 @@ class PyTrainer {
 // A single network on the CPU backend, for per-layer tests (gradients vs finite differences).
 class PyNetwork {
  public:
-  PyNetwork(const py::list& layers, const std::vector<int64_t>& in_shape, int64_t batch, uint64_t seed, int threads)
-      : be_(make_cpu_backend(threads)), plan_(plan_network("network", in_shape, parse_layers(layers))), batch_(batch) {
+  PyNetwork(const py::list& layers, const std::vector<int64_t>& in_shape, int64_t batch,
+            uint64_t seed, int threads)
+      : be_(make_cpu_backend(threads)),
+        plan_(plan_network("network", in_shape, parse_layers(layers))),
+        batch_(batch) {
     if (batch <= 0) throw InvalidArgument("batch must be positive");
     ps_ = be_->make_params(plan_.n_params, plan_.n_state);
     std::vector<float> w(plan_.n_params), s(plan_.n_state);
@@ -436,7 +448,8 @@ PYBIND11_MODULE(_core, m) {
       .def("discriminate", &PyTrainer::discriminate, py::arg("images"))
       .def("noise", &PyTrainer::noise, py::arg("step"))
       .def("get_params", &PyTrainer::get_params, py::arg("net"))
-      .def("set_params", &PyTrainer::set_params, py::arg("net"), py::arg("values"), py::arg("strict") = false)
+      .def("set_params", &PyTrainer::set_params, py::arg("net"), py::arg("values"),
+           py::arg("strict") = false)
       .def("get_grads", &PyTrainer::get_grads, py::arg("net"), py::arg("slot") = 0)
       .def("get_state", &PyTrainer::get_state, py::arg("net"))
       .def("get_adam", &PyTrainer::get_adam, py::arg("net"))
@@ -448,9 +461,11 @@ PYBIND11_MODULE(_core, m) {
       .def("steps_per_epoch", &PyTrainer::steps_per_epoch);
 
   py::class_<PyNetwork>(m, "Network")
-      .def(py::init<const py::list&, const std::vector<int64_t>&, int64_t, uint64_t, int>(), py::arg("layers"),
-           py::arg("in_shape"), py::arg("batch"), py::arg("seed") = 0, py::arg("threads") = 0)
-      .def("forward", &PyNetwork::forward, py::arg("x"), py::arg("training") = true, py::arg("counter") = 0)
+      .def(py::init<const py::list&, const std::vector<int64_t>&, int64_t, uint64_t, int>(),
+           py::arg("layers"), py::arg("in_shape"), py::arg("batch"), py::arg("seed") = 0,
+           py::arg("threads") = 0)
+      .def("forward", &PyNetwork::forward, py::arg("x"), py::arg("training") = true,
+           py::arg("counter") = 0)
       .def("backward", &PyNetwork::backward, py::arg("dy"), py::arg("need_d_input") = true)
       .def("get_params", &PyNetwork::get_params)
       .def("set_params", &PyNetwork::set_params, py::arg("values"))

@@ -19,8 +19,8 @@ struct ParamStore {
   int64_t n_params = 0, n_state = 0;
   uint64_t version = 0;
   virtual float* params() = 0;
-  virtual float* state() = 0;           // BN running statistics
-  virtual float* grad(int slot) = 0;    // two slots: D's real and fake passes write separately
+  virtual float* state() = 0;         // BN running statistics
+  virtual float* grad(int slot) = 0;  // two slots: D's real and fake passes write separately
   virtual float* adam_m() = 0;
   virtual float* adam_v() = 0;
 };
@@ -30,10 +30,10 @@ class NetExec {
  public:
   virtual ~NetExec() = default;
   virtual int64_t batch() const = 0;
-  virtual float* input() = 0;            // (batch, *in), plain row-major
-  virtual const float* output() = 0;     // (batch, *out), plain; valid after forward
-  virtual float* d_output() = 0;         // filled by the caller before backward
-  virtual const float* d_input() = 0;    // valid after backward(need_d_input = true)
+  virtual float* input() = 0;          // (batch, *in), plain row-major
+  virtual const float* output() = 0;   // (batch, *out), plain; valid after forward
+  virtual float* d_output() = 0;       // filled by the caller before backward
+  virtual const float* d_input() = 0;  // valid after backward(need_d_input = true)
   // `dropout_counter` selects this pass's dropout masks (Stream::Dropout of the net's seed).
   virtual void forward(bool training, uint64_t dropout_counter) = 0;
   // Back-propagates d_output. Weight gradients overwrite grad(grad_slot); -1 skips them.

@@ -18,8 +18,10 @@ constexpr uint64_t kGSeedSalt = 0x9E3779B97F4A7C15ull;
 
 GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend)
     : cfg_(cfg), be_(std::move(backend)) {
-  if (cfg_.batch <= 0) throw InvalidArgument("batch_size must be positive, got " + std::to_string(cfg_.batch));
-  if (cfg_.z_dim <= 0) throw InvalidArgument("z_dim must be positive, got " + std::to_string(cfg_.z_dim));
+  if (cfg_.batch <= 0)
+    throw InvalidArgument("batch_size must be positive, got " + std::to_string(cfg_.batch));
+  if (cfg_.z_dim <= 0)
+    throw InvalidArgument("z_dim must be positive, got " + std::to_string(cfg_.z_dim));
   if (cfg_.image.size() != 3)
     throw InvalidArgument("image shape must be (C, H, W), got " + shape_str(cfg_.image));
   if (cfg_.n_critic < 1 || cfg_.g_steps < 1)

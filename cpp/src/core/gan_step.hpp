@@ -35,10 +35,10 @@ struct StepStats {
 
 // Where training stands: enough, with the parameters and Adam moments, to resume exactly.
 struct TrainState {
-  int64_t step = 0;          // completed training steps
+  int64_t step = 0;  // completed training steps
   int64_t adam_t_d = 0, adam_t_g = 0;
-  int64_t epoch = 0;         // epoch of the data cursor
-  int64_t cursor = 0;        // next position in this epoch's permutation
+  int64_t epoch = 0;   // epoch of the data cursor
+  int64_t cursor = 0;  // next position in this epoch's permutation
 };
 
 class GanTrainer {

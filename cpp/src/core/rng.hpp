@@ -44,7 +44,9 @@ struct Philox {
   }
 
   // Uniform in [0, 1) with 24 random bits.
-  static inline float to_unit(uint32_t x) { return static_cast<float>(x >> 8) * (1.0f / 16777216.0f); }
+  static inline float to_unit(uint32_t x) {
+    return static_cast<float>(x >> 8) * (1.0f / 16777216.0f);
+  }
   // Uniform in (0, 1]: safe for log().
   static inline float to_open_unit(uint32_t x) {
     return (static_cast<float>(x >> 8) + 1.0f) * (1.0f / 16777216.0f);

@@ -11,15 +11,21 @@ struct KindName {
   const char* name;
 };
 constexpr KindName kKindNames[] = {
-    {LayerKind::Dense, "dense"},         {LayerKind::Conv2d, "conv2d"},
+    {LayerKind::Dense, "dense"},
+    {LayerKind::Conv2d, "conv2d"},
     {LayerKind::ConvTranspose2d, "conv_transpose2d"},
-    {LayerKind::BatchNorm, "batchnorm"}, {LayerKind::ReLU, "relu"},
-    {LayerKind::LeakyReLU, "leaky_relu"}, {LayerKind::Tanh, "tanh"},
-    {LayerKind::Sigmoid, "sigmoid"},     {LayerKind::Dropout, "dropout"},
-    {LayerKind::Reshape, "reshape"},     {LayerKind::Flatten, "flatten"},
+    {LayerKind::BatchNorm, "batchnorm"},
+    {LayerKind::ReLU, "relu"},
+    {LayerKind::LeakyReLU, "leaky_relu"},
+    {LayerKind::Tanh, "tanh"},
+    {LayerKind::Sigmoid, "sigmoid"},
+    {LayerKind::Dropout, "dropout"},
+    {LayerKind::Reshape, "reshape"},
+    {LayerKind::Flatten, "flatten"},
 };
 
-[[noreturn]] void fail(const std::string& net, size_t i, const LayerSpec& s, const std::string& why) {
+[[noreturn]] void fail(const std::string& net, size_t i, const LayerSpec& s,
+                       const std::string& why) {
   std::ostringstream o;
   o << net << " layer " << i << " (" << kind_name(s.kind) << "): " << why;
   throw InvalidArgument(o.str());
@@ -66,12 +72,14 @@ int64_t numel(const Shape& s) {
   return n;
 }
 
-NetPlan plan_network(const std::string& net, const Shape& in, const std::vector<LayerSpec>& layers) {
+NetPlan plan_network(const std::string& net, const Shape& in,
+                     const std::vector<LayerSpec>& layers) {
   if (in.size() != 1 && in.size() != 3)
     throw InvalidArgument(net + ": input shape must be (features,) or (C, H, W), got " +
                           shape_str(in));
   for (auto d : in)
-    if (d <= 0) throw InvalidArgument(net + ": input shape has a non-positive size " + shape_str(in));
+    if (d <= 0)
+      throw InvalidArgument(net + ": input shape has a non-positive size " + shape_str(in));
   if (layers.empty()) throw InvalidArgument(net + ": has no layers");
 
   NetPlan plan;
@@ -91,7 +99,8 @@ NetPlan plan_network(const std::string& net, const Shape& in, const std::vector<
       case LayerKind::Dense: {
         if (cur.size() != 1)
           fail(net, i, s, "needs a flat input, got " + shape_str(cur) + "; add a flatten layer");
-        if (s.out <= 0) fail(net, i, s, "output features must be positive, got " + std::to_string(s.out));
+        if (s.out <= 0)
+          fail(net, i, s, "output features must be positive, got " + std::to_string(s.out));
         r.out = {s.out};
         add_param("weight", {s.out, cur[0]});
         if (s.bias) add_param("bias", {s.out});
@@ -101,14 +110,20 @@ NetPlan plan_network(const std::string& net, const Shape& in, const std::vector<
       case LayerKind::ConvTranspose2d: {
         const bool tr = s.kind == LayerKind::ConvTranspose2d;
         if (cur.size() != 3)
-          fail(net, i, s, "needs a (C, H, W) input, got " + shape_str(cur) + "; add a reshape layer");
-        if (s.out <= 0) fail(net, i, s, "output channels must be positive, got " + std::to_string(s.out));
-        if (s.kernel <= 0) fail(net, i, s, "kernel must be positive, got " + std::to_string(s.kernel));
-        if (s.stride <= 0) fail(net, i, s, "stride must be positive, got " + std::to_string(s.stride));
+          fail(net, i, s,
+               "needs a (C, H, W) input, got " + shape_str(cur) + "; add a reshape layer");
+        if (s.out <= 0)
+          fail(net, i, s, "output channels must be positive, got " + std::to_string(s.out));
+        if (s.kernel <= 0)
+          fail(net, i, s, "kernel must be positive, got " + std::to_string(s.kernel));
+        if (s.stride <= 0)
+          fail(net, i, s, "stride must be positive, got " + std::to_string(s.stride));
         if (!s.same && s.padding < 0) fail(net, i, s, "padding must be >= 0");
         if (tr && (s.output_padding < 0 || s.output_padding >= s.stride))
-          fail(net, i, s, "output_padding must be in [0, stride), got " + std::to_string(s.output_padding));
-        if (!tr && s.output_padding != 0) fail(net, i, s, "output_padding is only for conv_transpose2d");
+          fail(net, i, s,
+               "output_padding must be in [0, stride), got " + std::to_string(s.output_padding));
+        if (!tr && s.output_padding != 0)
+          fail(net, i, s, "output_padding is only for conv_transpose2d");
         int64_t o[2];
         Pad pads[2];
         for (int d = 0; d < 2; ++d) {
@@ -121,8 +136,9 @@ NetPlan plan_network(const std::string& net, const Shape& in, const std::vector<
             } else {
               const int64_t span = x + 2 * s.padding - s.kernel;
               if (span < 0)
-                fail(net, i, s, "kernel " + std::to_string(s.kernel) + " is larger than the padded input " +
-                                    std::to_string(x + 2 * s.padding));
+                fail(net, i, s,
+                     "kernel " + std::to_string(s.kernel) + " is larger than the padded input " +
+                         std::to_string(x + 2 * s.padding));
               o[d] = span / s.stride + 1;
               pads[d] = {s.padding, s.padding};
             }
@@ -131,8 +147,9 @@ NetPlan plan_network(const std::string& net, const Shape& in, const std::vector<
               o[d] = x * s.stride;
               const int64_t total = (x - 1) * s.stride + s.kernel - o[d];
               if (total < 0)
-                fail(net, i, s, "'same' padding needs kernel >= stride (kernel " +
-                                    std::to_string(s.kernel) + ", stride " + std::to_string(s.stride) + ")");
+                fail(net, i, s,
+                     "'same' padding needs kernel >= stride (kernel " + std::to_string(s.kernel) +
+                         ", stride " + std::to_string(s.stride) + ")");
               pads[d] = {total / 2, total - total / 2};
             } else {
               o[d] = (x - 1) * s.stride - 2 * s.padding + s.kernel + s.output_padding;
@@ -142,8 +159,9 @@ NetPlan plan_network(const std::string& net, const Shape& in, const std::vector<
             }
           }
           if (o[d] <= 0)
-            fail(net, i, s, "maps size " + std::to_string(x) + " to " + std::to_string(o[d]) +
-                                "; the stride/kernel cannot reach a positive size");
+            fail(net, i, s,
+                 "maps size " + std::to_string(x) + " to " + std::to_string(o[d]) +
+                     "; the stride/kernel cannot reach a positive size");
         }
         r.pad_h = pads[0];
         r.pad_w = pads[1];
@@ -156,7 +174,8 @@ NetPlan plan_network(const std::string& net, const Shape& in, const std::vector<
         break;
       }
       case LayerKind::BatchNorm: {
-        if (!(s.momentum >= 0.f && s.momentum <= 1.f)) fail(net, i, s, "momentum must be in [0, 1]");
+        if (!(s.momentum >= 0.f && s.momentum <= 1.f))
+          fail(net, i, s, "momentum must be in [0, 1]");
         if (!(s.eps > 0.f)) fail(net, i, s, "eps must be > 0");
         r.out = cur;
         add_param("weight", {cur[0]});
@@ -180,13 +199,15 @@ NetPlan plan_network(const std::string& net, const Shape& in, const std::vector<
         break;
       case LayerKind::Reshape: {
         if (s.shape.size() != 1 && s.shape.size() != 3)
-          fail(net, i, s, "target shape must be (features,) or (C, H, W), got " + shape_str(s.shape));
+          fail(net, i, s,
+               "target shape must be (features,) or (C, H, W), got " + shape_str(s.shape));
         for (auto d : s.shape)
           if (d <= 0) fail(net, i, s, "target shape has a non-positive size " + shape_str(s.shape));
         if (numel(s.shape) != numel(cur))
-          fail(net, i, s, "cannot reshape " + shape_str(cur) + " (" + std::to_string(numel(cur)) +
-                              " values) to " + shape_str(s.shape) + " (" +
-                              std::to_string(numel(s.shape)) + " values)");
+          fail(net, i, s,
+               "cannot reshape " + shape_str(cur) + " (" + std::to_string(numel(cur)) +
+                   " values) to " + shape_str(s.shape) + " (" + std::to_string(numel(s.shape)) +
+                   " values)");
         r.out = s.shape;
         break;
       }

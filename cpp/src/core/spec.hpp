@@ -38,16 +38,16 @@ InitKind init_from_name(const std::string& name);
 
 struct LayerSpec {
   LayerKind kind = LayerKind::ReLU;
-  int64_t out = 0;         // Dense: features; Conv/ConvT: output channels
-  int64_t kernel = 0;      // square kernels
+  int64_t out = 0;     // Dense: features; Conv/ConvT: output channels
+  int64_t kernel = 0;  // square kernels
   int64_t stride = 1;
-  bool same = false;       // TF "same": out = ceil(in/stride) (conv), in*stride (convT)
-  int64_t padding = 0;     // explicit symmetric padding when !same
+  bool same = false;           // TF "same": out = ceil(in/stride) (conv), in*stride (convT)
+  int64_t padding = 0;         // explicit symmetric padding when !same
   int64_t output_padding = 0;  // ConvT: extra rows/cols on the bottom/right (PyTorch semantics)
   bool bias = true;
-  float slope = 0.01f;     // LeakyReLU
-  float p = 0.0f;          // Dropout probability of zeroing
-  float momentum = 0.1f;   // BatchNorm, PyTorch convention: running = (1-m) running + m batch
+  float slope = 0.01f;    // LeakyReLU
+  float p = 0.0f;         // Dropout probability of zeroing
+  float momentum = 0.1f;  // BatchNorm, PyTorch convention: running = (1-m) running + m batch
   float eps = 1e-5f;
   std::vector<int64_t> shape;  // Reshape target, without the batch dimension
   // Initialisation of the weight (bias starts at zero; BN gamma ~ N(1, init_std) or 1).

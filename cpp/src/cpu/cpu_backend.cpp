@@ -62,7 +62,8 @@ class CpuBackend : public Backend {
   LossOut g_loss(LossKind kind, const float* logits, int64_t n, float* d_logits) override {
     return cpu::g_loss(kind, logits, n, d_logits);
   }
-  void adam(ParamStore& p, const AdamParams& h, int64_t t, const float* g0, const float* g1) override {
+  void adam(ParamStore& p, const AdamParams& h, int64_t t, const float* g0,
+            const float* g1) override {
     adam_update(p.params(), p.adam_m(), p.adam_v(), p.n_params, h, t, g0, g1);
   }
 

@@ -28,7 +28,9 @@ md_t plain_md(int64_t batch, const Shape& s) {
   return md_t({batch, s[0], s[1], s[2]}, dt::f32, tag::nchw);
 }
 
-int64_t phys_floats(const memory& m) { return static_cast<int64_t>(m.get_desc().get_size() / sizeof(float)); }
+int64_t phys_floats(const memory& m) {
+  return static_cast<int64_t>(m.get_desc().get_size() / sizeof(float));
+}
 
 // A reorder between two memories, created once.
 struct Reorder {
@@ -114,10 +116,12 @@ class WeightedLayer : public Layer {
       }
       case LayerKind::Conv2d: {
         const auto A = algorithm::convolution_direct;
-        convolution_forward::primitive_desc f(c.eng, P, A, any_src, any_w, b_md, any_dst, strides, pl, pr);
-        convolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides, pl, pr, f);
-        convolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_w, b_md, any_dst, strides, pl,
-                                                        pr, f);
+        convolution_forward::primitive_desc f(c.eng, P, A, any_src, any_w, b_md, any_dst, strides,
+                                              pl, pr);
+        convolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides, pl,
+                                                     pr, f);
+        convolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_w, b_md, any_dst,
+                                                        strides, pl, pr, f);
         fwd_ = convolution_forward(f), bwd_d_ = convolution_backward_data(bd);
         bwd_w_ = convolution_backward_weights(bw);
         set_mds(f, bd, bw);
@@ -125,10 +129,12 @@ class WeightedLayer : public Layer {
       }
       default: {
         const auto A = algorithm::deconvolution_direct;
-        deconvolution_forward::primitive_desc f(c.eng, P, A, any_src, any_w, b_md, any_dst, strides, pl, pr);
-        deconvolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides, pl, pr, f);
-        deconvolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_w, b_md, any_dst, strides,
-                                                          pl, pr, f);
+        deconvolution_forward::primitive_desc f(c.eng, P, A, any_src, any_w, b_md, any_dst, strides,
+                                                pl, pr);
+        deconvolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides,
+                                                       pl, pr, f);
+        deconvolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_w, b_md, any_dst,
+                                                          strides, pl, pr, f);
         fwd_ = deconvolution_forward(f), bwd_d_ = deconvolution_backward_data(bd);
         bwd_w_ = deconvolution_backward_weights(bw);
         set_mds(f, bd, bw);
@@ -165,7 +171,8 @@ class WeightedLayer : public Layer {
       if (w_fwd_reorder_) w_fwd_reorder_->run(s);
       w_version_ = ps_.version;
     }
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src_}, {DNNL_ARG_WEIGHTS, w_fwd_}, {DNNL_ARG_DST, out}};
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src_}, {DNNL_ARG_WEIGHTS, w_fwd_}, {DNNL_ARG_DST, out}};
     if (L_.spec.bias) args[DNNL_ARG_BIAS] = b_;
     fwd_.execute(s, args);
   }
@@ -178,7 +185,8 @@ class WeightedLayer : public Layer {
         w_bd_reorder_->run(s);
         w_bd_version_ = ps_.version;
       }
-      bwd_d_.execute(s, {{DNNL_ARG_DIFF_DST, dd_bd_}, {DNNL_ARG_WEIGHTS, w_bd_}, {DNNL_ARG_DIFF_SRC, ds_}});
+      bwd_d_.execute(
+          s, {{DNNL_ARG_DIFF_DST, dd_bd_}, {DNNL_ARG_WEIGHTS, w_bd_}, {DNNL_ARG_DIFF_SRC, ds_}});
       if (ds_reorder_) ds_reorder_->run(s);
     }
     if (slot >= 0) {
@@ -230,10 +238,12 @@ class BatchNormLayer : public Layer {
     const md_t md = in.get_desc();
     const auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
     const float eps = L_.spec.eps;
-    batch_normalization_forward::primitive_desc ft(c.eng, prop_kind::forward_training, md, md, eps, flags);
+    batch_normalization_forward::primitive_desc ft(c.eng, prop_kind::forward_training, md, md, eps,
+                                                   flags);
     batch_normalization_forward::primitive_desc fi(c.eng, prop_kind::forward_inference, md, md, eps,
                                                    flags | normalization_flags::use_global_stats);
-    batch_normalization_backward::primitive_desc b(c.eng, prop_kind::backward, md, md, md, eps, flags, ft);
+    batch_normalization_backward::primitive_desc b(c.eng, prop_kind::backward, md, md, md, eps,
+                                                   flags, ft);
     fwd_train_ = batch_normalization_forward(ft);
     fwd_infer_ = batch_normalization_forward(fi);
     bwd_ = batch_normalization_backward(b);
@@ -259,14 +269,23 @@ class BatchNormLayer : public Layer {
 
   void forward(bool training, uint64_t) override {
     if (!training) {
-      fwd_infer_.execute(c_.strm, {{DNNL_ARG_SRC, in_}, {DNNL_ARG_MEAN, run_mean_}, {DNNL_ARG_VARIANCE, run_var_},
-                                   {DNNL_ARG_SCALE, scale_}, {DNNL_ARG_SHIFT, shift_}, {DNNL_ARG_DST, out}});
+      fwd_infer_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
+                                   {DNNL_ARG_MEAN, run_mean_},
+                                   {DNNL_ARG_VARIANCE, run_var_},
+                                   {DNNL_ARG_SCALE, scale_},
+                                   {DNNL_ARG_SHIFT, shift_},
+                                   {DNNL_ARG_DST, out}});
       return;
     }
-    fwd_train_.execute(c_.strm, {{DNNL_ARG_SRC, in_}, {DNNL_ARG_MEAN, mean_}, {DNNL_ARG_VARIANCE, var_},
-                                 {DNNL_ARG_SCALE, scale_}, {DNNL_ARG_SHIFT, shift_}, {DNNL_ARG_DST, out}});
+    fwd_train_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
+                                 {DNNL_ARG_MEAN, mean_},
+                                 {DNNL_ARG_VARIANCE, var_},
+                                 {DNNL_ARG_SCALE, scale_},
+                                 {DNNL_ARG_SHIFT, shift_},
+                                 {DNNL_ARG_DST, out}});
     const float m = L_.spec.momentum;
-    const float unbias = per_channel_ > 1 ? static_cast<float>(per_channel_) / (per_channel_ - 1) : 1.f;
+    const float unbias =
+        per_channel_ > 1 ? static_cast<float>(per_channel_) / (per_channel_ - 1) : 1.f;
     const float* mu = static_cast<const float*>(mean_.get_data_handle());
     const float* va = static_cast<const float*>(var_.get_data_handle());
     float* rm = static_cast<float*>(run_mean_.get_data_handle());
@@ -294,7 +313,8 @@ class BatchNormLayer : public Layer {
   ParamStore& ps_;
   int64_t batch_, C_ = 0, per_channel_ = 1;
   dnnl::primitive fwd_train_, fwd_infer_, bwd_;
-  memory scale_, shift_, mean_, var_, run_mean_, run_var_, dscale_[2], dshift_[2], dscale_tmp_, dshift_tmp_;
+  memory scale_, shift_, mean_, var_, run_mean_, run_var_, dscale_[2], dshift_[2], dscale_tmp_,
+      dshift_tmp_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -313,10 +333,17 @@ class EltwiseLayer : public Layer {
     algorithm alg = algorithm::eltwise_relu_use_dst_for_bwd;
     float alpha = 0.f;
     switch (L_.spec.kind) {
-      case LayerKind::LeakyReLU: alpha = L_.spec.slope; break;
-      case LayerKind::Tanh: alg = algorithm::eltwise_tanh_use_dst_for_bwd; break;
-      case LayerKind::Sigmoid: alg = algorithm::eltwise_logistic_use_dst_for_bwd; break;
-      default: break;
+      case LayerKind::LeakyReLU:
+        alpha = L_.spec.slope;
+        break;
+      case LayerKind::Tanh:
+        alg = algorithm::eltwise_tanh_use_dst_for_bwd;
+        break;
+      case LayerKind::Sigmoid:
+        alg = algorithm::eltwise_logistic_use_dst_for_bwd;
+        break;
+      default:
+        break;
     }
     eltwise_forward::primitive_desc f(c.eng, prop_kind::forward_training, alg, md, md, alpha, 0.f);
     eltwise_backward::primitive_desc b(c.eng, alg, md, md, md, alpha, 0.f, f);
@@ -325,9 +352,12 @@ class EltwiseLayer : public Layer {
     out = in_place_ ? in : memory(md, c.eng);
     d_out = in_place_ ? d_in : memory(md, c.eng);
   }
-  void forward(bool, uint64_t) override { fwd_.execute(c_.strm, {{DNNL_ARG_SRC, in_}, {DNNL_ARG_DST, out}}); }
+  void forward(bool, uint64_t) override {
+    fwd_.execute(c_.strm, {{DNNL_ARG_SRC, in_}, {DNNL_ARG_DST, out}});
+  }
   void backward(bool, int) override {
-    bwd_.execute(c_.strm, {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_in_}});
+    bwd_.execute(c_.strm,
+                 {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_in_}});
   }
 
  private:
@@ -476,7 +506,8 @@ class CpuNet : public NetExec {
         case LayerKind::LeakyReLU:
         case LayerKind::Tanh:
         case LayerKind::Sigmoid:
-          layer = std::make_unique<EltwiseLayer>(c, L, /*in_place=*/i > 0 && !needs_own_output(plan.layers[i - 1].spec.kind));
+          layer = std::make_unique<EltwiseLayer>(
+              c, L, /*in_place=*/i > 0 && !needs_own_output(plan.layers[i - 1].spec.kind));
           break;
         case LayerKind::Dropout:
           layer = std::make_unique<DropoutLayer>(c, L, seed, i);

@@ -17,7 +17,9 @@ namespace {
 // Below this many elements a loop runs on one thread: a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 15;
 // log(1 + exp(x)) without overflow.
-inline double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+inline double softplus(double x) {
+  return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+}
 inline double sigmoid(double x) {
   if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
   const double e = std::exp(x);
