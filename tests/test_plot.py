@@ -1,4 +1,4 @@
-"""dcgan.plot: sample grids, loss figures, history CSV."""
+"""dcgan.plot: sample grids, loss figures, history CSV and JSON, GIFs."""
 from __future__ import annotations
 
 import math
@@ -260,3 +260,85 @@ def test_pyplot_integration(tmp_path, backend, managed):
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == ("3" if managed else "0")
+
+
+# ----------------------------------------------------------------------------- JSON history
+def test_history_json_roundtrip_nan_and_steps(tmp_path):
+    h = history(n=7)
+    h["d_loss"][3] = float("nan")
+    h["g_loss"][4] = float("inf")
+    p = plot.save_history_json(h, tmp_path / "sub" / "h.json")
+    text = p.read_text()
+    assert "NaN" not in text and "Infinity" not in text and "null" in text  # strict JSON
+    import json
+
+    obj = json.loads(text)
+    assert obj["step"] == list(range(7)) and obj["epoch"] == h["epoch"]
+    back = plot.load_history_json(p)
+    assert math.isnan(back["d_loss"][3]) and math.isnan(back["g_loss"][4])
+    assert back["d_real"] == h["d_real"] and back["epoch"] == h["epoch"]
+    # a history wrapped in an object (e.g. {"history": ...}) reads too
+    (tmp_path / "w.json").write_text(json.dumps({"history": {"d_loss": [1.0, None]}, "other": 1}))
+    assert math.isnan(plot.load_history_json(tmp_path / "w.json")["d_loss"][1])
+    with pytest.raises(ValueError, match="different lengths"):
+        plot.save_history_json({"d_loss": [1.0], "g_loss": [1.0, 2.0]}, tmp_path / "bad.json")
+
+
+# ----------------------------------------------------------------------------- make_gif
+def _gif_frames(path):
+    frames = []
+    with Image.open(path) as im:
+        assert im.format == "GIF"
+        info = {"loop": im.info.get("loop"), "n": im.n_frames}
+        for i in range(im.n_frames):
+            im.seek(i)
+            frames.append((np.asarray(im.convert("RGB")).copy(), im.info.get("duration")))
+    return info, frames
+
+
+def test_make_gif_from_arrays(tmp_path):
+    grey = [np.full((12, 10), v, np.uint8) for v in (0, 100, 200)]
+    p = plot.make_gif(grey, tmp_path / "out" / "a.gif", fps=5, hold_last=0.5)
+    assert p == tmp_path / "out" / "a.gif"
+    info, frames = _gif_frames(p)
+    assert info["n"] == 3 and info["loop"] == 0
+    assert [f[0][0, 0, 0] for f in frames] == [0, 100, 200]
+    assert frames[0][0].shape == (12, 10, 3)
+    assert [f[1] for f in frames] == [200, 200, 700]
+
+
+def test_make_gif_from_sample_grid_pngs_and_floats(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):  # RGB grids as the training callbacks save them
+        imgs = rng.uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)
+        paths.append(tmp_path / f"samples_step_{i:06d}.png")
+        sample_grid(imgs, nrow=2, path=paths[-1])
+    info, frames = _gif_frames(plot.make_gif(paths, tmp_path / "g.gif", fps=10, loop=2))
+    assert info["n"] == 4 and info["loop"] == 2
+    assert [dur for _, dur in frames] == [100, 100, 100, 1100]  # hold_last=1 s by default
+    for (arr, _), src in zip(frames, paths):
+        with Image.open(src) as im:
+            ref = np.asarray(im.convert("RGB")).astype(int)
+        assert arr.shape == ref.shape
+        assert np.abs(arr.astype(int) - ref).mean() < 12  # GIF palettes are 256 colours
+    # float (C, H, W) frames mapped from value_range; a str path mixes in
+    f = plot.make_gif([np.zeros((1, 6, 6), np.float32), np.ones((6, 6), np.float32)], tmp_path / "f.gif")
+    _, fr = _gif_frames(f)
+    assert fr[0][0][0, 0, 0] == 128 and fr[1][0][0, 0, 0] == 255
+    one = plot.make_gif([np.zeros((4, 4), np.uint8)], tmp_path / "one.gif")
+    assert _gif_frames(one)[0]["n"] == 1
+
+
+def test_make_gif_errors(tmp_path):
+    with pytest.raises(ValueError, match="at least one frame"):
+        plot.make_gif([], tmp_path / "a.gif")
+    with pytest.raises(ValueError, match="frame 1 is 5x4 but frame 0 is 4x4"):
+        plot.make_gif([np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8)], tmp_path / "a.gif")
+    with pytest.raises(ValueError, match="fps"):
+        plot.make_gif([np.zeros((4, 4), np.uint8)], tmp_path / "a.gif", fps=0)
+    with pytest.raises(ValueError, match="frame 0"):
+        plot.make_gif([np.zeros((4, 4, 2), np.uint8)], tmp_path / "a.gif")
+    with pytest.raises(FileNotFoundError):
+        plot.make_gif([tmp_path / "missing.png"], tmp_path / "a.gif")
+    assert not (tmp_path / "a.gif").exists()

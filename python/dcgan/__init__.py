@@ -12,11 +12,14 @@ from typing import Any
 
 from .config import Config
 from .trainer import Callback, Generator, Trainer, prepare_images, _core
+from . import callbacks
+from .callbacks import EarlyStop, HistoryLogger, ModelCheckpoint, SampleGrid
 
 __version__ = "0.1.0"
 onednn_version = ".".join(str(v) for v in _core.onednn_version)
 
-__all__ = ["Config", "Trainer", "Generator", "Callback", "prepare_images", "datasets", "plot", "__version__"]
+__all__ = ["Config", "Trainer", "Generator", "Callback", "SampleGrid", "ModelCheckpoint", "HistoryLogger",
+           "EarlyStop", "prepare_images", "callbacks", "datasets", "plot", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

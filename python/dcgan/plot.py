@@ -6,7 +6,10 @@ Needs only NumPy, Pillow and Matplotlib (no ``dcgan._core``).
   picture and optionally saves it as PNG.
 * :func:`plot_losses` draws the per-step history of a :class:`dcgan.Trainer`
   (``trainer.history``) and returns a Matplotlib :class:`~matplotlib.figure.Figure`.
-* :func:`save_history_csv` / :func:`load_history_csv` write and read that history.
+* :func:`save_history_csv` / :func:`load_history_csv` and
+  :func:`save_history_json` / :func:`load_history_json` write and read that history.
+* :func:`make_gif` turns the fixed-noise grids saved during training into an
+  animated GIF.
 
 All writers are atomic: they write a temporary file in the destination folder
 and ``os.replace`` it over the target, so a reader (or a crash) never sees a
@@ -26,7 +29,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["sample_grid", "save_image", "plot_losses", "save_history_csv", "load_history_csv"]
+__all__ = ["sample_grid", "save_image", "plot_losses", "make_gif", "save_history_csv", "load_history_csv",
+           "save_history_json", "load_history_json"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -511,3 +515,140 @@ def load_history_csv(path: PathLike) -> Dict[str, List]:
         conv = int if k in ("step", "epoch") else float
         out[k] = [conv(v) if v != "" else math.nan for v in vals]
     return out
+
+
+# ---------------------------------------------------------------------------
+# JSON
+# ---------------------------------------------------------------------------
+
+
+def save_history_json(history: Any, path: PathLike) -> Path:
+    """Write a training history as JSON (atomically).
+
+    One object with a list per column (``step``, ``epoch``, ``d_loss``,
+    ``g_loss``, ``d_real``, ``d_fake``, plus any other per-step list in the
+    history); NaN and infinities are written as ``null`` (JSON has no NaN).
+    ``step`` is ``history["step"]`` if present, else ``0 .. n-1``.
+    """
+    import json
+
+    h = _history_dict(history)
+    n = _num_steps(h)
+    out: Dict[str, List] = {"step": [int(v) for v in _steps(h, n)]}
+    for k, col in h.items():
+        if k == "step" or col is None:
+            continue
+        try:
+            vals = list(col)
+        except TypeError:
+            continue
+        if len(vals) != n:
+            continue
+        if k == "epoch":
+            out[k] = [int(v) for v in vals]
+        else:
+            out[k] = [float(v) if v is not None and math.isfinite(float(v)) else None for v in vals]
+    data = (json.dumps(out, allow_nan=False) + "\n").encode("utf-8")
+    return _atomic_write(path, lambda f: f.write(data))
+
+
+def load_history_json(path: PathLike) -> Dict[str, List]:
+    """Read a JSON history (from :func:`save_history_json`); ``null`` comes back as NaN."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        obj = json.load(f)
+    if isinstance(obj, dict) and isinstance(obj.get("history"), dict):
+        obj = obj["history"]  # a file that wraps the history, e.g. {"history": {...}, ...}
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object of per-step lists")
+    out: Dict[str, List] = {}
+    for k, vals in obj.items():
+        if not isinstance(vals, list):
+            continue
+        if k in ("step", "epoch"):
+            out[k] = [int(v) for v in vals]
+        else:
+            out[k] = [math.nan if v is None else float(v) for v in vals]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# GIF
+# ---------------------------------------------------------------------------
+
+
+def _frame_image(frame: Any, value_range: Tuple[float, float], i: int):
+    from PIL import Image
+
+    if isinstance(frame, (str, os.PathLike)):
+        with Image.open(frame) as im:
+            im.load()
+            return im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
+    x = np.asarray(frame)
+    if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[-1] not in (1, 3):  # (C, H, W)
+        x = x.transpose(1, 2, 0)
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[:, :, 0]
+    if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[-1] != 3):
+        raise ValueError(f"frame {i}: expected an image (H, W) or (H, W, 3), got shape {x.shape}")
+    return Image.fromarray(np.ascontiguousarray(_to_uint8(x, value_range)))
+
+
+def make_gif(
+    frames: Sequence[Any],
+    path: PathLike,
+    fps: float = 4.0,
+    loop: int = 0,
+    hold_last: float = 1.0,
+    value_range: Tuple[float, float] = (-1.0, 1.0),
+) -> Path:
+    """Write an animated GIF, e.g. of the fixed-noise sample grids over training.
+
+    Parameters
+    ----------
+    frames:
+        Images in order: file paths (PNG, as written by
+        :class:`dcgan.callbacks.SampleGrid` or the command line) and/or arrays
+        ``(H, W)``, ``(H, W, 3)`` or ``(C, H, W)`` (``uint8``, or floats in
+        ``value_range`` as from :func:`sample_grid`'s inputs). All frames must
+        have the same size.
+    path:
+        Where to write the GIF (atomically; parent folders are created).
+    fps:
+        Frames per second.
+    loop:
+        Times to repeat (0: forever).
+    hold_last:
+        Extra seconds the last frame stays on screen before the loop restarts.
+    value_range:
+        ``(lo, hi)`` of float frames.
+
+    Returns the path written.
+    """
+    frames = list(frames)
+    if not frames:
+        raise ValueError("make_gif needs at least one frame")
+    if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 100):
+        raise ValueError(f"fps must be a number in (0, 100], got {fps!r}")
+    if hold_last < 0:
+        raise ValueError(f"hold_last must be >= 0 seconds, got {hold_last!r}")
+    images = [_frame_image(f, value_range, i) for i, f in enumerate(frames)]
+    size = images[0].size
+    for i, im in enumerate(images):
+        if im.size != size:
+            raise ValueError(f"frame {i} is {im.size[0]}x{im.size[1]} but frame 0 is {size[0]}x{size[1]}; "
+                             "all frames must have the same size")
+    if any(im.mode != "L" for im in images):
+        images = [im.convert("RGB") for im in images]
+    ms = max(int(round(1000.0 / fps)), 20)  # browsers treat < 20 ms as 100 ms
+    durations = [ms] * len(images)
+    durations[-1] += int(round(1000.0 * hold_last))
+    first, rest = images[0], images[1:]
+
+    def write(f) -> None:
+        kw: Dict[str, Any] = {"format": "GIF", "save_all": True, "append_images": rest,
+                              "duration": durations if len(images) > 1 else durations[0], "loop": int(loop)}
+        first.save(f, **kw)
+
+    return _atomic_write(path, write)

@@ -169,7 +169,7 @@ class Trainer:
 
     @property
     def epoch(self) -> int:
-        """Epochs completed over the data given to :meth:`fit`."""
+        """0-based index of the epoch the data cursor is in (the last step's epoch)."""
         st = self._core.get_train_state()
         return int(st["epoch"])
 
@@ -216,6 +216,10 @@ class Trainer:
                     left_in_epoch = spe - cursor // bs
                     want = 1 if per_step is None else max(1, int(chunk_seconds / max(per_step, 1e-6)))
                     k = min(want, total - done, left_in_epoch)
+                    for cb in cbs:  # end chunks where a callback acts "every N steps"
+                        e = getattr(cb, "every_steps", None)
+                        if e:
+                            k = min(k, e - self.step_count % e)
                     t0 = time.perf_counter()
                     stats = self._core.run(k)
                     dt = time.perf_counter() - t0
@@ -338,23 +342,8 @@ class Trainer:
 
     def history_to_json(self, path: Any) -> Any:
         """Writes the per-step history as a JSON object of lists (atomic write)."""
-        import json
-        import os
-        import tempfile
-        from pathlib import Path
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.history, f)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        from .plot import save_history_json
+        return save_history_json(self.history, path)
 
     # ---------------------------------------------------------------- checkpoints
     def save(self, path: "checkpoint.PathLike") -> "checkpoint.Path":
