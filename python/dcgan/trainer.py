@@ -416,7 +416,11 @@ class Trainer:
     @staticmethod
     def _progress_bar(total: int):
         try:
-            from tqdm.auto import tqdm
+            import importlib.util
+            if importlib.util.find_spec("ipywidgets") is not None:
+                from tqdm.auto import tqdm  # a widget bar in notebooks
+            else:
+                from tqdm import tqdm  # text bar (tqdm.auto would only warn, then do this)
         except ImportError:  # pragma: no cover
             return None
         return tqdm(total=total, unit="step", leave=True, dynamic_ncols=True)
