@@ -1,8 +1,11 @@
-"""Writes tests/fixtures/mnist_step.npz: one full DCGAN training step computed by PyTorch.
+"""Writes the PyTorch reference fixtures of tests/test_torch_reference.py.
 
 Run by hand (not by the test suite), with torch==2.13.0 and the built core importable:
 
-    PYTHONPATH=build/dev:python python3 tests/make_fixtures.py      # or with dcgan installed
+    PYTHONPATH=python python3 tests/make_fixtures.py            # every fixture
+    PYTHONPATH=python python3 tests/make_fixtures.py joint mlp  # some of the step_<case>.npz
+
+1. tests/fixtures/mnist_step.npz: one full DCGAN training step computed by PyTorch.
 
 The networks have the exact topology of REFERENCE.md section 2 (`mnist`), with narrow widths so
 the file stays small (z 16, dense to 16x7x7, ConvT 8 / 4 / 1, Conv 4 / 8; batch 8). Dropout is
@@ -29,6 +32,39 @@ Contents (float32 unless said): "config" (JSON string: the Trainer config, seed 
 "V.d_grad.<name>" (total D gradient), "V.d_grad_real.<name>", "V.d_grad_fake.<name>",
 "V.g_grad.<name>", "V.g_new.<name>", "V.d_new.<name>", "V.g_state.<i>.running_mean|var".
 Names are the core's: "<layer index>.weight" / "<layer index>.bias".
+
+2. tests/fixtures/step_<case>.npz, one per entry of CASES: a training step (or two) of the
+core's GAN step in all its options, replayed by `reference_run` below in float64:
+
+  for each D step k < n_critic:                   (z_k = the core's noise(step, k))
+      D loss = Ld_real(D(real)) + Ld_fake(D(G(z_k).detach()))   (G in training mode)
+      Adam step on D                                (in joint mode: see below)
+  for each G step j < g_steps:
+      j = 0 reuses the last D step's fake (G's forward is not recomputed); j > 0 draws
+      z = noise(step, n_critic + j - 1) and runs G forward again
+      G loss = Lg(D(fake)) through the current D; Adam step on G
+  joint mode (n_critic = g_steps = 1): one D forward on the fakes gives both D's fake loss and
+  G's loss; both gradients are taken before either network changes, then D and G step.
+
+Losses on D's logits x (t = 1 - label_smoothing):
+  bce, minimax, saturating: Ld_real = BCE(x, t), Ld_fake = BCE(x, 0); Lg = BCE(x, 1) (bce, and
+                minimax as seed 004 writes it: G maximises log D(G(z))) or
+                mean log(1 - sigmoid(x)) = -mean softplus(x) (saturating)
+  lsgan: Ld_real = mean (x - t)^2 / 2, Ld_fake = mean x^2 / 2, Lg = mean (x - 1)^2 / 2
+  hinge: Ld_real = mean relu(1 - x), Ld_fake = mean relu(1 + x), Lg = -mean x
+d_real / d_fake are mean sigmoid(x) for bce/minimax/saturating and mean x for lsgan/hinge.
+Adam per network with its own lr, betas and eps. D and G BatchNorm layers run in training mode
+at every forward (so their running statistics move at each one, as in the core).
+
+Every case is a dcgan.Config.<preset>(**overrides): the loss/option cases the mnist preset at
+narrow widths with the option set through Config fields; the preset cases each preset's own
+layer lists and options at narrow widths (same topology; dropout p = 0, see (1)).
+Contents: "config" (the core config, JSON), "meta" (JSON: case, preset, overrides, steps),
+"real" (steps, batch, C, H, W: one real batch per step), "z" (steps, draws, batch, z_dim), "g_init.*", "d_init.*" and for the last step:
+"d_grad_real.*", "d_grad_fake.*" (D's gradients of its last D step, the core's slots 0 and 1),
+"g_grad.*" (G's gradient of its last G step), "g_new.*", "d_new.*", "g_state.*", "d_state.*";
+"stats" (steps, 4): d_loss, g_loss, d_real, d_fake of each step (float64); "adam_t" (2,):
+the number of Adam steps of D and G.
 """
 import gzip
 import json
@@ -116,11 +152,16 @@ def t_forward(layers, params, x, training=True, state=None):
             x = full[:, :, lo_h:lo_h + h * s, lo_w:lo_w + w * s]
         elif t == "batchnorm":
             rm, rv = state[i]
-            x = F.batch_norm(x, rm, rv, W, b, training=training, momentum=L["momentum"], eps=L["eps"])
+            x = F.batch_norm(x, rm, rv, W, b, training=training, momentum=L.get("momentum", 0.1),
+                             eps=L.get("eps", 1e-5))
         elif t == "leaky_relu":
             x = F.leaky_relu(x, L["slope"])
         elif t == "tanh":
             x = torch.tanh(x)
+        elif t == "sigmoid":
+            x = torch.sigmoid(x)
+        elif t == "relu":
+            x = F.relu(x)
         elif t == "dropout":
             assert L["p"] == 0.0
         elif t == "reshape":
@@ -240,9 +281,7 @@ def one_step(g0, d0, real, z, smoothing):
     return r
 
 
-def main():
-    assert torch.__version__.startswith("2.13.0"), f"made with torch 2.13.0, this is {torch.__version__}"
-    core = import_core()
+def write_mnist_step(core):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(20240601)
     g0 = torch_init(GENERATOR, [Z], gen)
@@ -270,6 +309,225 @@ def main():
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     np.savez_compressed(OUT, **out)
     print(f"wrote {OUT} ({os.path.getsize(OUT) / 1024:.0f} KiB, {len(out)} arrays)")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. every loss, option and preset
+def case_path(name):
+    return os.path.join(HERE, "fixtures", f"step_{name}.npz")
+
+
+def d_loss_t(loss, real, x, target):
+    """(loss, mean output) of D on logits x (N,), as the core defines them."""
+    if loss in ("bce", "minimax", "saturating"):
+        return F.binary_cross_entropy_with_logits(x, torch.full_like(x, target)), torch.sigmoid(x).mean()
+    if loss == "lsgan":
+        return (0.5 * (x - target) ** 2).mean(), x.mean()
+    if loss == "hinge":
+        return (F.relu(1 - x) if real else F.relu(1 + x)).mean(), x.mean()
+    raise ValueError(loss)
+
+
+def g_loss_t(loss, x):
+    if loss == "bce":
+        return F.softplus(-x).mean()
+    if loss == "minimax":  # seed 004, literally: g_loss = mean(log(d_fake)), maximised
+        return -torch.log(torch.sigmoid(x)).mean()
+    if loss == "saturating":
+        return -F.softplus(x).mean()
+    if loss == "lsgan":
+        return (0.5 * (x - 1) ** 2).mean()
+    if loss == "hinge":
+        return -x.mean()
+    raise ValueError(loss)
+
+
+def reference_run(cfg, g0, d0, reals, zs):
+    """`len(zs)` training steps of the core's GAN step, in float64.
+
+    reals[s]: the real batch of step s (every D step of a step uses it); zs[s][i]: the i-th
+    latent batch G consumes in step s. Returns the fixture entries."""
+    G, D = cfg["generator"], cfg["discriminator"]
+    loss, n_critic, g_steps, joint = cfg["loss"], cfg["n_critic"], cfg["g_steps"], cfg["joint"]
+    target = 1.0 - cfg["label_smoothing"]
+    tg = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in g0.items()}
+    td = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in d0.items()}
+    gstate, dstate = bn_state(G, g0), bn_state(D, d0)
+    gn, dn = list(tg), list(td)
+    opt_g = torch.optim.Adam([tg[k] for k in gn], lr=cfg["lr_g"], betas=(cfg["beta1_g"], cfg["beta2_g"]),
+                             eps=cfg["adam_eps"])
+    opt_d = torch.optim.Adam([td[k] for k in dn], lr=cfg["lr_d"], betas=(cfg["beta1_d"], cfg["beta2_d"]),
+                             eps=cfg["adam_eps"])
+    Gf = lambda z: t_forward(G, tg, z, True, gstate)  # noqa: E731
+    Df = lambda x: t_forward(D, td, x, True, dstate).reshape(-1)  # noqa: E731
+    stats, adam_t = [], [0, 0]
+
+    def apply(opt, params, names, grads):
+        for k, gr in zip(names, grads):
+            params[k].grad = gr.clone()
+        opt.step()
+
+    for real, z_step in zip(reals, zs):
+        real_t = torch.tensor(real, dtype=torch.float64)
+        zi = 0
+        for k in range(n_critic):
+            out_real = Df(real_t)
+            l_r, m_r = d_loss_t(loss, True, out_real, target)
+            fake = Gf(torch.tensor(z_step[zi], dtype=torch.float64))
+            zi += 1
+            out_fake = Df(fake if joint else fake.detach())
+            l_f, m_f = d_loss_t(loss, False, out_fake, 0.0)
+            gr = torch.autograd.grad(l_r, [td[n] for n in dn])
+            gf = torch.autograd.grad(l_f, [td[n] for n in dn], retain_graph=joint)
+            row = [(l_r + l_f).item(), np.nan, m_r.item(), m_f.item()]
+            if joint:
+                l_g = g_loss_t(loss, out_fake)
+                gg = torch.autograd.grad(l_g, [tg[n] for n in gn])
+                apply(opt_d, td, dn, [a + b for a, b in zip(gr, gf)])
+                apply(opt_g, tg, gn, gg)
+                adam_t[0] += 1
+                adam_t[1] += 1
+                row[1] = l_g.item()
+                break
+            apply(opt_d, td, dn, [a + b for a, b in zip(gr, gf)])
+            adam_t[0] += 1
+        if not joint:
+            for j in range(g_steps):
+                if j > 0:
+                    fake = Gf(torch.tensor(z_step[zi], dtype=torch.float64))
+                    zi += 1
+                l_g = g_loss_t(loss, Df(fake))
+                gg = torch.autograd.grad(l_g, [tg[n] for n in gn])
+                apply(opt_g, tg, gn, gg)
+                adam_t[1] += 1
+                row[1] = l_g.item()
+        assert zi == len(z_step), (zi, len(z_step))
+        stats.append(row)
+
+    f32 = lambda t: t.detach().numpy().astype(np.float32)  # noqa: E731
+    r = {"stats": np.array(stats, np.float64), "adam_t": np.array(adam_t, np.int64)}
+    for k, a, b in zip(dn, gr, gf):
+        r[f"d_grad_real.{k}"], r[f"d_grad_fake.{k}"] = f32(a), f32(b)
+    for k, a in zip(gn, gg):
+        r[f"g_grad.{k}"] = f32(a)
+    r.update({f"g_new.{k}": f32(v) for k, v in tg.items()})
+    r.update({f"d_new.{k}": f32(v) for k, v in td.items()})
+    for prefix, st in (("g_state", gstate), ("d_state", dstate)):
+        for i, (rm, rv) in st.items():
+            r[f"{prefix}.{i}.running_mean"], r[f"{prefix}.{i}.running_var"] = f32(rm), f32(rv)
+    return r
+
+
+def mnist_images(n, lo=-1.0):
+    root = os.environ.get("DCGAN_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
+    with gzip.open(os.path.join(root, "mnist", "train-images-idx3-ubyte.gz"), "rb") as f:
+        raw = f.read(16 + n * 784)
+    img = np.frombuffer(raw[16:], np.uint8).reshape(n, 1, 28, 28).astype(np.float32)
+    return (img / 255.0 if lo == 0.0 else img / 127.5 - 1).astype(np.float32)
+
+
+def cifar_images(n, size=32):
+    import pickle
+    from PIL import Image
+    root = os.environ.get("DCGAN_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
+    with open(os.path.join(root, "cifar10-subset", "cifar-10-batches-py", "data_batch_1"), "rb") as f:
+        d = pickle.load(f, encoding="bytes")
+    img = d[b"data"][:n].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)  # NHWC uint8
+    if size != 32:
+        img = np.stack([np.asarray(Image.fromarray(a, "RGB").resize((size, size), Image.BILINEAR))
+                        for a in img])
+    return (img.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1).astype(np.float32)
+
+
+def case(preset, real, steps=1, **overrides):
+    """A fixture made from dcgan.Config.preset(preset, **overrides): the test rebuilds the same
+    Config and checks that its core config is the fixture's."""
+    return dict(preset=preset, overrides=overrides, real=real, steps=steps)
+
+
+def option_case(steps=1, **options):
+    """The mnist topology (REFERENCE section 2) at narrow widths with some training options;
+    BN momentum 0.1 so that one step moves the running statistics visibly."""
+    return case("mnist", lambda n: mnist_images(n), steps=steps, z_dim=8, g_width=2, d_width=2,
+                batch_size=B, dropout=0.0, bn_momentum=0.1, bn_eps=1e-5, **options)
+
+
+CASES = {
+    # losses
+    "loss_minimax": option_case(loss="minimax"),
+    "loss_saturating": option_case(loss="saturating"),
+    "loss_lsgan": option_case(loss="lsgan"),
+    "loss_lsgan_smooth": option_case(loss="lsgan", label_smoothing=0.1),
+    "loss_hinge": option_case(loss="hinge"),
+    # alternation and updates
+    "n_critic2": option_case(n_critic=2),
+    "g_steps2": option_case(g_steps=2),
+    "n_critic3_g_steps2": option_case(n_critic=3, g_steps=2, loss="lsgan"),
+    "joint": option_case(joint=True),
+    "joint_lsgan_smooth": option_case(joint=True, loss="lsgan", label_smoothing=0.1),
+    "joint_hinge": option_case(joint=True, loss="hinge"),
+    # three steps, and betas far from the defaults: Adam's first step is lr * sign(g) whatever
+    # the betas, and beta2 near 1 weighs the first few squared gradients almost equally
+    "adam_separate": option_case(steps=3, lr=5e-4, lr_g=3e-4, lr_d=1e-4, betas_g=(0.5, 0.6),
+                                 betas_d=(0.7, 0.8), adam_eps=1e-7),
+    "uniform_noise": option_case(noise="uniform", label_smoothing=0.1),
+    "two_steps": option_case(steps=2, loss="saturating", n_critic=2),
+    # presets: their own layer lists at narrow widths (dropout p = 0), their own options
+    "preset_mlp": case("mlp", lambda n: mnist_images(n), z_dim=8, g_width=4, d_width=4, batch_size=B),
+    "preset_mnist": case("mnist", lambda n: mnist_images(n), z_dim=8, g_width=2, d_width=2,
+                         batch_size=B, dropout=0.0),
+    "preset_mnist_seed000": case("mnist_seed000", lambda n: mnist_images(n, lo=0.0), z_dim=8,
+                                 g_width=2, d_width=2, batch_size=B, dropout=0.0),
+    "preset_cifar10": case("cifar10", lambda n: cifar_images(n), z_dim=8, g_width=2, d_width=2,
+                           batch_size=B, dropout=0.0),
+    "preset_dcgan64": case("dcgan64", lambda n: cifar_images(n, 64), z_dim=8, g_width=1, d_width=1,
+                           batch_size=4),
+    "preset_dcgan64_gray_k4": case("dcgan64", lambda n: cifar_images(n, 64)[:, :1], z_dim=8,
+                                   g_width=1, d_width=1, batch_size=4, kernel=4,
+                                   image_shape=(1, 64, 64)),
+}
+
+
+def write_case(core, name, spec):
+    import dcgan
+    cfg = dcgan.Config.preset(spec["preset"], seed=4321, **spec["overrides"]).core_config()
+    cfg["threads"] = 0
+    steps = spec["steps"]
+    real = spec["real"](steps * cfg["batch_size"]).reshape(steps, cfg["batch_size"], *cfg["image"])
+    tr = core.Trainer(cfg)
+    draws = 1 if cfg["joint"] else cfg["n_critic"] + cfg["g_steps"] - 1
+    zs = np.stack([np.stack([tr.noise(s, i) for i in range(draws)]) for s in range(steps)])
+    gen = torch.Generator().manual_seed(20240601 + sum(map(ord, name)))
+    g0 = torch_init(cfg["generator"], [cfg["z_dim"]], gen)
+    d0 = torch_init(cfg["discriminator"], cfg["image"], gen)
+    for net, p in (("generator", g0), ("discriminator", d0)):
+        want = {k: v.shape for k, v in tr.get_params(net).items()}
+        assert want == {k: v.shape for k, v in p.items()}, (net, want)
+    r = reference_run(cfg, g0, d0, real, zs)
+    meta = {"case": name, "preset": spec["preset"], "overrides": spec["overrides"], "seed": 4321,
+            "steps": steps}
+    out = {"config": np.array(json.dumps(cfg)), "meta": np.array(json.dumps(meta)), "real": real,
+           "z": zs.astype(np.float32), "torch_version": np.array(torch.__version__)}
+    out.update({f"g_init.{k}": v for k, v in g0.items()})
+    out.update({f"d_init.{k}": v for k, v in d0.items()})
+    out.update(r)
+    np.savez_compressed(case_path(name), **out)
+    st = r["stats"][-1]
+    print(f"{name}: d_loss {st[0]:.6f} g_loss {st[1]:.6f} d_real {st[2]:.4f} d_fake {st[3]:.4f} "
+          f"adam_t {r['adam_t'].tolist()} -> {os.path.getsize(case_path(name)) / 1024:.0f} KiB")
+
+
+def main():
+    assert torch.__version__.startswith("2.13.0"), f"made with torch 2.13.0, this is {torch.__version__}"
+    core = import_core()
+    names = sys.argv[1:] or ["mnist_step", *CASES]
+    for n in names:
+        if n == "mnist_step":
+            write_mnist_step(core)
+        elif n in CASES:
+            write_case(core, n, CASES[n])
+        else:
+            raise SystemExit(f"unknown fixture {n!r}; known: mnist_step, {', '.join(CASES)}")
 
 
 if __name__ == "__main__":

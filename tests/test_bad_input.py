@@ -157,7 +157,7 @@ def test_weights_bad_net_and_values(trainer):
     (dict(lr_d=0.0), "lr_d must be a finite number > 0"),
     (dict(batch_size=0), "batch_size must be a positive integer"),
     (dict(batch_size=2.5), "batch_size must be a positive integer"),
-    (dict(loss="wasserstein"), "unknown loss 'wasserstein'; expected one of bce, minimax, lsgan, hinge"),
+    (dict(loss="wasserstein"), "unknown loss 'wasserstein'; expected one of bce, minimax, saturating, lsgan, hinge"),
     (dict(beta1=1.0), r"beta1 must be in \[0, 1\)"),
     (dict(label_smoothing=-0.1), r"label_smoothing must be in \[0, 1\)"),
     (dict(noise="gaussian"), "unknown noise"),

@@ -66,9 +66,10 @@ std::vector<LayerSpec> parse_layers(const py::list& l) {
 LossKind parse_loss(const std::string& s) {
   if (s == "bce") return LossKind::BCE;
   if (s == "minimax") return LossKind::Minimax;
+  if (s == "saturating") return LossKind::Saturating;
   if (s == "lsgan") return LossKind::LSGAN;
   if (s == "hinge") return LossKind::Hinge;
-  throw InvalidArgument("unknown loss '" + s + "'; expected bce, minimax, lsgan or hinge");
+  throw InvalidArgument("unknown loss '" + s + "'; expected bce, minimax, saturating, lsgan or hinge");
 }
 
 GanConfig parse_config(const py::dict& d) {
@@ -282,9 +283,9 @@ class PyTrainer {
     return out;
   }
 
-  FArray noise(int64_t step) {
+  FArray noise(int64_t step, int64_t index) {
     FArray out = new_array({t_.config().batch, t_.config().z_dim});
-    t_.noise(step, out.mutable_data());
+    t_.noise(step, out.mutable_data(), index);
     return out;
   }
 
@@ -446,7 +447,7 @@ PYBIND11_MODULE(_core, m) {
       .def("run", &PyTrainer::run, py::arg("steps"))
       .def("generate", &PyTrainer::generate, py::arg("n"), py::arg("seed"))
       .def("discriminate", &PyTrainer::discriminate, py::arg("images"))
-      .def("noise", &PyTrainer::noise, py::arg("step"))
+      .def("noise", &PyTrainer::noise, py::arg("step"), py::arg("index") = 0)
       .def("get_params", &PyTrainer::get_params, py::arg("net"))
       .def("set_params", &PyTrainer::set_params, py::arg("net"), py::arg("values"),
            py::arg("strict") = false)

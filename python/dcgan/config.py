@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import models
 
-LOSSES = ("bce", "minimax", "lsgan", "hinge")
+LOSSES = ("bce", "minimax", "saturating", "lsgan", "hinge")
 NOISES = ("normal", "uniform")
 OUTPUTS = ("tanh", "sigmoid")
 INITS = ("normal", "truncated_normal", "xavier_uniform", "xavier_normal")
@@ -83,6 +83,90 @@ class Config:
                     lr=2e-4, beta1=0.5, beta2=0.999, loss="bce", noise="normal", output="tanh",
                     init="xavier_uniform", g_width=64, d_width=64, kernel=5, slope=0.3,
                     dropout=0.3, bn_momentum=0.01, bn_eps=1e-3, preset="mnist")
+        return cls._make(base, overrides)
+
+    @classmethod
+    def mlp(cls, **overrides: Any) -> "Config":
+        """REFERENCE.md section 1: the vanilla GAN of seed 002 (mchablani/deep-learning).
+
+        Dense 128 + LReLU(0.01) in each network (see :func:`dcgan.models.mlp`), uniform noise
+        U(-1, 1), data in [-1, 1] (tanh), real labels smoothed to 0.9 (``smooth = 0.1``), the
+        non-saturating G loss; TF's default ``AdamOptimizer()`` (lr 1e-3, betas 0.9/0.999, eps
+        1e-8: the seed sets ``learning_rate = 0.002`` but never passes it to the optimiser) and
+        default Glorot-uniform dense kernels with zero biases; batch 100, 100 epochs.
+        The seed feeds the D step and the G step the same z: the core's G step reuses the D
+        step's fakes, which is the same thing.
+        """
+        base = dict(arch="mlp", image_shape=(1, 28, 28), z_dim=100, batch_size=100, epochs=100,
+                    lr=1e-3, beta1=0.9, beta2=0.999, adam_eps=1e-8, loss="bce",
+                    label_smoothing=0.1, noise="uniform", output="tanh", init="xavier_uniform",
+                    g_width=128, d_width=128, slope=0.01, dropout=0.0, preset="mlp")
+        return cls._make(base, overrides)
+
+    @classmethod
+    def mnist_seed000(cls, **overrides: Any) -> "Config":
+        """REFERENCE.md section 3: the DCGAN of seed 000 (TengdaHan/GAN-TensorFlow, model_conv).
+
+        4x4 kernels, BatchNorm and dropout 0.4 in both networks, a sigmoid generator on data in
+        [0, 1] (:meth:`Trainer.fit` scales to it), uniform noise U(-1, 1), Xavier initialisation
+        (the seed defines a normal Xavier initialiser: ``init="xavier_normal"``, zero biases, BN
+        scale 1), LReLU slope 0.2. Loss: BCE(D(x), 1) + BCE(D(G(z)), 0) for D and BCE(D(G(z)), 1)
+        for G; D's final sigmoid is folded into the loss (BCE-with-logits, the same function).
+        TF's default Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8); batch 128; the code's 100 000
+        alternating D/G iterations are ``epochs=213`` on the 60 000 MNIST digits (468 steps an
+        epoch, 99 684 steps). BN momentum 0.1 / eps 1e-5 (PyTorch's defaults; the code's
+        ``variance_epsilon=1e-5``). See :func:`dcgan.models.mnist_seed000` for the layers.
+        """
+        base = dict(arch="mnist_seed000", image_shape=(1, 28, 28), z_dim=100, batch_size=128,
+                    epochs=213, lr=1e-3, beta1=0.9, beta2=0.999, adam_eps=1e-8, loss="bce",
+                    noise="uniform", output="sigmoid", init="xavier_normal", g_width=64,
+                    d_width=64, kernel=4, slope=0.2, dropout=0.4, bn_momentum=0.1, bn_eps=1e-5,
+                    preset="mnist_seed000")
+        return cls._make(base, overrides)
+
+    @classmethod
+    def cifar10(cls, **overrides: Any) -> "Config":
+        """REFERENCE.md section 4: the 32x32x3 DCGAN of seed 001 (rojagtap/DCGAN, cifar.ipynb).
+
+        z(128) ~ N(0, 1); data in [-1, 1]; BCE on logits with the non-saturating G loss; G and D
+        updated from one shared forward pass (``joint=True``: the notebook's two GradientTapes
+        over one G and one D forward, both gradients taken before either optimiser steps).
+        Keras defaults everywhere the notebook relies on them: Glorot-uniform kernels, zero
+        biases, BN momentum 0.99 (0.01 here) and eps 1e-3, LeakyReLU slope 0.3, Adam betas
+        0.9/0.999 and eps 1e-7; Adam lr 1e-4 (its ``decay=1e-8`` is negligible and not modelled);
+        batch 256; 100 epochs (the article; the notebook runs 400).
+        See :func:`dcgan.models.cifar10` for the layers.
+        """
+        base = dict(arch="cifar10", image_shape=(3, 32, 32), z_dim=128, batch_size=256, epochs=100,
+                    lr=1e-4, beta1=0.9, beta2=0.999, adam_eps=1e-7, loss="bce", joint=True,
+                    noise="normal", output="tanh", init="xavier_uniform", g_width=64, d_width=64,
+                    kernel=5, slope=0.3, dropout=0.3, bn_momentum=0.01, bn_eps=1e-3,
+                    preset="cifar10")
+        return cls._make(base, overrides)
+
+    @classmethod
+    def dcgan64(cls, **overrides: Any) -> "Config":
+        """REFERENCE.md section 5: the DCGAN paper's 64x64 model as seed 004 writes it.
+
+        3 channels by default; ``image_shape=(1, 64, 64)`` for grayscale (MNIST resized to 64, as
+        in the seed), ``(3, 32, 32)`` or ``(3, 128, 128)`` for one stride-2 stage fewer or more.
+        5x5 kernels (``kernel=4`` for the PyTorch example's), weights from a normal truncated at
+        two standard deviations with std 0.02 (``init="truncated_normal"``; BN scale ~ N(1,
+        0.02), zero biases), BN momentum 0.9 in TensorFlow's terms = 0.1 here, eps 1e-5, LReLU
+        slope 0.2 in D, ReLU in G; z(100) ~ N(0, 1); data in [-1, 1]; Adam lr 2e-4, beta1 0.5.
+
+        Loss: ``loss="minimax"`` as written in the seed: D maximises log D(x) + log(1 - D(G(z))),
+        G maximises log D(G(z)). (Gradient for gradient that is the non-saturating BCE pair;
+        ``loss="saturating"`` is the GAN paper's literal game where G minimises
+        log(1 - D(G(z))), which stalls early in training.) The seed's two dense layers are initialised N(0, 0.01); here every
+        weight uses ``init``/``init_std``. Batch 64 and 25 epochs follow the PyTorch example (the
+        seed gives neither). See :func:`dcgan.models.dcgan64` for the layers.
+        """
+        base = dict(arch="dcgan64", image_shape=(3, 64, 64), z_dim=100, batch_size=64, epochs=25,
+                    lr=2e-4, beta1=0.5, beta2=0.999, adam_eps=1e-8, loss="minimax", noise="normal",
+                    output="tanh", init="truncated_normal", init_std=0.02, g_width=64,
+                    d_width=64, kernel=5, slope=0.2, dropout=0.0, bn_momentum=0.1, bn_eps=1e-5,
+                    preset="dcgan64")
         return cls._make(base, overrides)
 
     @classmethod
@@ -198,6 +282,12 @@ class Config:
             raise ValueError(f"threads must be an integer >= 0 (0 = all cores), got {self.threads!r}")
         if self.joint and (self.n_critic != 1 or self.g_steps != 1):
             raise ValueError("joint=True (one forward pass feeds both updates) needs n_critic=1 and g_steps=1")
+        for name in ("generator", "discriminator"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, list) or not v or not all(isinstance(l, dict) for l in v)):
+                raise ValueError(f"{name} must be a non-empty list of layer dicts, got {v!r}")
+        # Builds the preset family's layer lists: a size the layout cannot reach fails here.
+        self.layers()
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -217,4 +307,10 @@ class Config:
 
 
 # preset name -> classmethod name
-PRESETS: Dict[str, str] = {"mnist": "mnist"}
+PRESETS: Dict[str, str] = {
+    "mlp": "mlp",
+    "mnist": "mnist",
+    "mnist_seed000": "mnist_seed000",
+    "cifar10": "cifar10",
+    "dcgan64": "dcgan64",
+}

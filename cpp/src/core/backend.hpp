@@ -43,7 +43,10 @@ class NetExec {
 
 enum class NoiseKind { Normal, Uniform };  // N(0, 1) or U(-1, 1)
 
-enum class LossKind { BCE, Minimax, LSGAN, Hinge };
+// Minimax is seed 004's formulation (D maximises log D(x) + log(1 - D(G(z))), G maximises
+// log D(G(z))): the same gradients as BCE. Saturating is the GAN paper's literal game, G
+// minimising log(1 - D(G(z))).
+enum class LossKind { BCE, Minimax, Saturating, LSGAN, Hinge };
 
 struct AdamParams {
   float lr = 2e-4f, beta1 = 0.5f, beta2 = 0.999f, eps = 1e-8f;

@@ -209,12 +209,16 @@ void GanTrainer::generate(int64_t n, uint64_t seed, float* host_out) {
   }
 }
 
-void GanTrainer::noise(int64_t step, float* host_out) {
+void GanTrainer::noise(int64_t step, float* host_out, int64_t index) {
   if (step < 0) throw InvalidArgument("step must be >= 0");
+  if (index < 0 || index >= static_cast<int64_t>(kNoisePerStep))
+    throw InvalidArgument("index must be in [0, " + std::to_string(kNoisePerStep) + "), got " +
+                          std::to_string(index));
   const int64_t n = cfg_.batch * cfg_.z_dim;
-  // Same stream and counter as train_step's first draw, into a scratch copy of G's input.
+  // Same stream and counter as train_step's draw number `index`, into G's input buffer (which
+  // every step refills before use).
   be_->fill_noise(g_->input(), n, cfg_.noise, cfg_.seed, static_cast<uint32_t>(Stream::Noise),
-                  static_cast<uint64_t>(step) * kNoisePerStep);
+                  static_cast<uint64_t>(step) * kNoisePerStep + static_cast<uint64_t>(index));
   be_->download(host_out, g_->input(), n);
 }
 

@@ -63,9 +63,10 @@ class GanTrainer {
   void run(int64_t steps, StepStats* out);
   // n samples from G in inference mode (BN running statistics, no dropout) into host memory.
   void generate(int64_t n, uint64_t seed, float* host_out);
-  // The latent batch (batch, z_dim) that training step `step` feeds G first: for tests that
-  // replay a step in another framework.
-  void noise(int64_t step, float* host_out);
+  // The latent batch (batch, z_dim) of the `index`-th G forward of training step `step`
+  // (0: the first D step's; with n_critic = k, 1..k-1 the later D steps'; then one per extra
+  // G step): for tests that replay a step in another framework.
+  void noise(int64_t step, float* host_out, int64_t index = 0);
   // D's output (logits) for n host images, inference mode.
   void discriminate(int64_t n, const float* host_images, float* host_logits);
 

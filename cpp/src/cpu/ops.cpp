@@ -72,6 +72,7 @@ Backend::LossOut d_loss(LossKind kind, bool real, const float* logits, int64_t n
     switch (kind) {
       case LossKind::BCE:
       case LossKind::Minimax:
+      case LossKind::Saturating:
         // BCE(sigmoid(x), t) = softplus(x) - t x, gradient sigmoid(x) - t.
         l = softplus(x) - target * x;
         g = sigmoid(x) - target;
@@ -108,12 +109,13 @@ Backend::LossOut g_loss(LossKind kind, const float* logits, int64_t n, float* d_
     const double x = logits[i];
     double l = 0, g = 0;
     switch (kind) {
-      case LossKind::BCE:  // non-saturating: BCE(D(G(z)), 1) = softplus(-x)
+      case LossKind::BCE:      // non-saturating: BCE(D(G(z)), 1) = softplus(-x)
+      case LossKind::Minimax:  // seed 004: G maximises log D(G(z)), i.e. the same
         l = softplus(-x);
         g = sigmoid(x) - 1.0;
         mean_out += sigmoid(x);
         break;
-      case LossKind::Minimax:  // G minimises log(1 - D(G(z))) = -softplus(x)
+      case LossKind::Saturating:  // G minimises log(1 - D(G(z))) = -softplus(x)
         l = -softplus(x);
         g = -sigmoid(x);
         mean_out += sigmoid(x);
