@@ -22,16 +22,23 @@ from pathlib import Path
 
 import numpy as np
 
+# The environment as the user gave it, for the anchor's subprocess (importing dcgan sets
+# GOMP_SPINCOUNT for its own OpenMP runtime; the anchor runs with the defaults).
+ENV_AT_START = dict(os.environ)
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR = ROOT.parent / "shared" / "anchors" / "torch_dcgan.py"
 # dcgan preset -> the anchor's name for the same architecture
+# (mnist_seed000 has no anchor counterpart: it is timed alone.)
 ANCHOR_ARCH = {"mnist": "mnist", "mlp": "mlp", "cifar10": "cifar10", "dcgan64": "dcgan64k5"}
 
 
 def time_dcgan(preset: str, batch: int, threads: int, seconds: float) -> float:
     import dcgan
 
-    cfg = dcgan.Config.preset(preset, batch_size=batch, threads=threads, seed=0)
+    # The anchor's loop exactly: one D step on real and on fake, then one G step through the
+    # updated D (so cifar10's joint update, which does less work, is switched off here).
+    cfg = dcgan.Config.preset(preset, batch_size=batch, threads=threads, seed=0, joint=False,
+                              n_critic=1, g_steps=1)
     tr = dcgan.Trainer(cfg)
     rng = np.random.default_rng(0)
     lo, hi = cfg.data_range
@@ -48,7 +55,8 @@ def time_dcgan(preset: str, batch: int, threads: int, seconds: float) -> float:
 def time_anchor(arch: str, batch: int, threads: int, seconds: float) -> float:
     cmd = [sys.executable, str(ANCHOR), "--device", "cpu", "--threads", str(threads), "--archs", arch,
            "--batches", str(batch), "--seconds", str(seconds)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    env = dict(ENV_AT_START, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     rec = json.loads(out.strip().splitlines()[-1])
     if "error" in rec:
         raise RuntimeError(f"anchor failed: {rec['error']}")
@@ -82,10 +90,10 @@ def main() -> None:
         ours, theirs = [], []
         for r in range(a.rounds):
             ours.append(time_dcgan(preset, a.batch, a.threads, a.seconds))
-            if not a.no_anchor:
+            if not a.no_anchor and preset in ANCHOR_ARCH:
                 theirs.append(time_anchor(ANCHOR_ARCH[preset], a.batch, a.threads, a.seconds))
             print(f"# round {r}: {preset} dcgan {ours[-1]:.1f} img/s"
-                  + ("" if a.no_anchor else f", pytorch {theirs[-1]:.1f} img/s"), flush=True)
+                  + (f", pytorch {theirs[-1]:.1f} img/s" if theirs else ""), flush=True)
         mo = statistics.median(ours)
         rec = dict(preset=preset, batch=a.batch, threads=a.threads, dcgan_img_s=round(mo, 1))
         if theirs:

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import os
+
+# libgomp spins 300k iterations at every barrier before sleeping. On a machine whose cores are
+# shared (a notebook beside other work), two spinning teams slow each other several-fold; a
+# short spin costs nothing measurable on an idle machine (bench/RESULTS.md). Read by libgomp
+# when it loads, so it is set before the core is imported; a value the user set wins.
+SPINCOUNT_DEFAULTED = "GOMP_SPINCOUNT" not in os.environ
+os.environ.setdefault("GOMP_SPINCOUNT", "2000")
 
 
 def _preload_dnnl() -> bool:
