@@ -17,15 +17,15 @@ folder and renamed over the target, so a crash mid-save leaves the previous file
 """
 from __future__ import annotations
 
-import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
 import numpy as np
+
+from ._io import atomic_write
 
 FORMAT = "dcgan-checkpoint"
 VERSION = 1
@@ -37,22 +37,9 @@ def write(path: PathLike, meta: Dict[str, Any], arrays: Dict[str, np.ndarray]) -
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
     entries = dict(arrays)
     entries["meta.json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **entries)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda f: np.savez(f, **entries))
     return path
 
 

@@ -23,11 +23,12 @@ import io
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from ._io import atomic_write
 
 __all__ = ["sample_grid", "save_image", "plot_losses", "make_gif", "save_history_csv", "load_history_csv",
            "save_history_json", "load_history_json"]
@@ -43,26 +44,7 @@ HISTORY_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "d_real", "d_fake")
 # ---------------------------------------------------------------------------
 
 
-def _atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Call ``write(f)`` on a temp file next to ``path``, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file 0600; give it the usual permissions of a new file.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+_atomic_write = atomic_write  # the one implementation, shared with checkpoints
 
 
 # ---------------------------------------------------------------------------
