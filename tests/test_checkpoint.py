@@ -150,3 +150,13 @@ def test_history_export(tmp_path, images):
     assert j["d_loss"] == tr.history["d_loss"] and len(j["epoch"]) == 3
     lines = tr.history_to_csv(tmp_path / "h.csv").read_text().splitlines()
     assert lines[0].split(",")[:3] == ["step", "epoch", "d_loss"] and len(lines) == 4
+
+
+def test_custom_config_round_trips(tmp_path):
+    """A Config built field by field (no preset) saves and loads like a preset's."""
+    g, d = small_cfg().layers()
+    cfg = dcgan.Config(batch_size=8, z_dim=8, generator=g, discriminator=d, seed=1)
+    assert cfg.preset_name == "custom"
+    assert dcgan.Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    p = dcgan.Trainer(cfg).save(tmp_path / "custom.npz")
+    assert dcgan.Trainer.load(p).cfg == cfg

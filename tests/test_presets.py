@@ -39,7 +39,7 @@ def test_every_reference_model_is_a_preset():
     assert dcgan.Config.preset_names() == sorted(PRESETS)
     for name in PRESETS:
         a, b = dcgan.Config.preset(name), getattr(dcgan.Config, name)()
-        assert a == b and a.preset == name == a.arch
+        assert a == b and a.preset_name == name == a.arch
         assert name in models.ARCHITECTURES
 
 

@@ -243,7 +243,7 @@ def test_case_config_is_the_configs(case):
     got = dict(cfg.core_config(), threads=0)
     assert got == fx["config"], name
     if name.startswith("preset_"):
-        assert cfg.preset == fx["meta"]["preset"] == name[7:].replace("_gray_k4", "")
+        assert cfg.preset_name == fx["meta"]["preset"] == name[7:].replace("_gray_k4", "")
 
 
 def test_case_noise_is_the_cores(case):

@@ -468,8 +468,7 @@ def _write_results(trainer: Any, out: Path) -> None:
 
 def _import_core() -> Any:
     try:
-        import dcgan
-        from dcgan import Config, Trainer  # noqa: F401
+        import dcgan  # loads the C++ core: fail here with a clear message, not mid-run
     except ImportError as e:
         print(f"error: cannot import the dcgan package and its C++ core: {e}", file=sys.stderr)
         raise _Exit(1)
@@ -511,7 +510,7 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         cfg_dict = cfg.to_dict()
     except Exception:  # pragma: no cover - a nicety only
         cfg_dict = {}
-    preset = getattr(cfg, "preset", None) or args.preset
+    preset = getattr(cfg, "preset_name", None) or args.preset
     _write_json(out / "config.json", {"preset": preset, "dataset": dataset, "data": None if data is None else str(data),
                                       "config": cfg_dict, "dcgan_version": getattr(dcgan, "__version__", None)})
     epochs = args.epochs if args.epochs is not None else getattr(cfg, "epochs", None)
@@ -591,7 +590,7 @@ def _cmd_resume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         print(f"nothing to do: {ckpt} is at step {start}, the target is step {target} "
               f"({epochs} epochs of {spe}); raise --epochs or --steps", flush=True)
         return 0
-    _write_json(out / "config.json", {"preset": getattr(cfg, "preset", None), "dataset": dataset,
+    _write_json(out / "config.json", {"preset": getattr(cfg, "preset_name", None), "dataset": dataset,
                                       "data": None if data is None else str(data), "config": cfg.to_dict(),
                                       "resumed_from": str(ckpt), "resumed_at_step": start,
                                       "dcgan_version": getattr(dcgan, "__version__", None)})

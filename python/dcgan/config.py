@@ -62,7 +62,8 @@ class Config:
     # Custom architectures: layer lists that replace the preset's networks.
     generator: Optional[List[Dict[str, Any]]] = None
     discriminator: Optional[List[Dict[str, Any]]] = None
-    preset: str = field(default="custom", compare=False)
+    # Which preset this config came from ("custom" otherwise); informational only.
+    preset_name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
         self.image_shape = tuple(int(v) for v in self.image_shape)  # type: ignore[assignment]
@@ -82,7 +83,7 @@ class Config:
         base = dict(arch="mnist", image_shape=(1, 28, 28), z_dim=100, batch_size=256, epochs=50,
                     lr=2e-4, beta1=0.5, beta2=0.999, loss="bce", noise="normal", output="tanh",
                     init="xavier_uniform", g_width=64, d_width=64, kernel=5, slope=0.3,
-                    dropout=0.3, bn_momentum=0.01, bn_eps=1e-3, preset="mnist")
+                    dropout=0.3, bn_momentum=0.01, bn_eps=1e-3, preset_name="mnist")
         return cls._make(base, overrides)
 
     @classmethod
@@ -100,7 +101,7 @@ class Config:
         base = dict(arch="mlp", image_shape=(1, 28, 28), z_dim=100, batch_size=100, epochs=100,
                     lr=1e-3, beta1=0.9, beta2=0.999, adam_eps=1e-8, loss="bce",
                     label_smoothing=0.1, noise="uniform", output="tanh", init="xavier_uniform",
-                    g_width=128, d_width=128, slope=0.01, dropout=0.0, preset="mlp")
+                    g_width=128, d_width=128, slope=0.01, dropout=0.0, preset_name="mlp")
         return cls._make(base, overrides)
 
     @classmethod
@@ -121,7 +122,7 @@ class Config:
                     epochs=213, lr=1e-3, beta1=0.9, beta2=0.999, adam_eps=1e-8, loss="bce",
                     noise="uniform", output="sigmoid", init="xavier_normal", g_width=64,
                     d_width=64, kernel=4, slope=0.2, dropout=0.4, bn_momentum=0.1, bn_eps=1e-5,
-                    preset="mnist_seed000")
+                    preset_name="mnist_seed000")
         return cls._make(base, overrides)
 
     @classmethod
@@ -141,7 +142,7 @@ class Config:
                     lr=1e-4, beta1=0.9, beta2=0.999, adam_eps=1e-7, loss="bce", joint=True,
                     noise="normal", output="tanh", init="xavier_uniform", g_width=64, d_width=64,
                     kernel=5, slope=0.3, dropout=0.3, bn_momentum=0.01, bn_eps=1e-3,
-                    preset="cifar10")
+                    preset_name="cifar10")
         return cls._make(base, overrides)
 
     @classmethod
@@ -166,7 +167,7 @@ class Config:
                     lr=2e-4, beta1=0.5, beta2=0.999, adam_eps=1e-8, loss="minimax", noise="normal",
                     output="tanh", init="truncated_normal", init_std=0.02, g_width=64,
                     d_width=64, kernel=5, slope=0.2, dropout=0.0, bn_momentum=0.1, bn_eps=1e-5,
-                    preset="dcgan64")
+                    preset_name="dcgan64")
         return cls._make(base, overrides)
 
     @classmethod
@@ -297,6 +298,9 @@ class Config:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Config":
         d = dict(d)
+        if "preset" in d:  # config files name the preset they start from as "preset"
+            name = d.pop("preset")
+            d.setdefault("preset_name", name)
         for k in ("image_shape", "betas_g", "betas_d"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])

@@ -331,7 +331,7 @@ class Trainer:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"Trainer(preset={self.cfg.preset!r}, arch={self.cfg.arch!r}, step={self.step_count}, "
+        return (f"Trainer(preset={self.cfg.preset_name!r}, arch={self.cfg.arch!r}, step={self.step_count}, "
                 f"G={self.num_params('generator'):,} params, D={self.num_params('discriminator'):,} params)")
 
     # ---------------------------------------------------------------- history export
