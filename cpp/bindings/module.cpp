@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <dnnl.hpp>
+#include <mutex>
 #include <sstream>
 
 #include "core/gan_step.hpp"
@@ -69,7 +70,8 @@ LossKind parse_loss(const std::string& s) {
   if (s == "saturating") return LossKind::Saturating;
   if (s == "lsgan") return LossKind::LSGAN;
   if (s == "hinge") return LossKind::Hinge;
-  throw InvalidArgument("unknown loss '" + s + "'; expected bce, minimax, saturating, lsgan or hinge");
+  throw InvalidArgument("unknown loss '" + s +
+                        "'; expected bce, minimax, saturating, lsgan or hinge");
 }
 
 GanConfig parse_config(const py::dict& d) {
@@ -224,6 +226,20 @@ py::list describe(const NetPlan& plan) {
   return out;
 }
 
+// Serialises calls into one trainer from several Python threads (a fit() in a background thread
+// and a generate() in the notebook). Taken with the GIL released: the holder may be computing
+// without the GIL and need it back before it can let go.
+class TrainerLock {
+ public:
+  explicit TrainerLock(std::mutex& m) : lock_(m, std::defer_lock) {
+    py::gil_scoped_release nogil;
+    lock_.lock();
+  }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+};
+
 // ---------------------------------------------------------------------------------------------
 class PyTrainer {
  public:
@@ -231,6 +247,7 @@ class PyTrainer {
       : t_(parse_config(cfg), make_cpu_backend(get<int>(cfg, "threads", 0))) {}
 
   py::tuple step(const py::array& batch) {
+    TrainerLock guard(mu_);
     const auto& c = t_.config();
     check_array(batch, with_batch(c.batch, c.image), "batch");
     FArray b = batch.cast<FArray>();
@@ -244,6 +261,7 @@ class PyTrainer {
   }
 
   void set_data(const py::array& x) {
+    TrainerLock guard(mu_);
     const auto& c = t_.config();
     check_array(x, with_batch(-1, c.image), "data");
     FArray a = x.cast<FArray>();
@@ -257,6 +275,7 @@ class PyTrainer {
   }
 
   FArray run(int64_t steps) {
+    TrainerLock guard(mu_);
     if (steps < 0) throw InvalidArgument("steps must be >= 0");
     std::vector<StepStats> st(steps);
     {
@@ -273,6 +292,7 @@ class PyTrainer {
   }
 
   FArray generate(int64_t n, uint64_t seed) {
+    TrainerLock guard(mu_);
     if (n <= 0) throw InvalidArgument("n must be positive, got " + std::to_string(n));
     FArray out = new_array(with_batch(n, t_.config().image));
     float* p = out.mutable_data();
@@ -284,12 +304,14 @@ class PyTrainer {
   }
 
   FArray noise(int64_t step, int64_t index) {
+    TrainerLock guard(mu_);
     FArray out = new_array({t_.config().batch, t_.config().z_dim});
     t_.noise(step, out.mutable_data(), index);
     return out;
   }
 
   FArray discriminate(const py::array& x) {
+    TrainerLock guard(mu_);
     check_array(x, with_batch(-1, t_.config().image), "images");
     FArray a = x.cast<FArray>();
     if (a.shape(0) == 0) throw InvalidArgument("images: is empty");
@@ -304,25 +326,30 @@ class PyTrainer {
   }
 
   py::dict get_params(const std::string& net) {
+    TrainerLock guard(mu_);
     const int i = net_index(net);
     return named_params(t_.plan(i), t_.params(i).params(), t_.backend());
   }
   py::dict get_grads(const std::string& net, int slot) {
+    TrainerLock guard(mu_);
     if (slot != 0 && slot != 1) throw InvalidArgument("slot must be 0 or 1");
     const int i = net_index(net);
     return named_params(t_.plan(i), t_.params(i).grad(slot), t_.backend());
   }
   py::dict get_state(const std::string& net) {
+    TrainerLock guard(mu_);
     const int i = net_index(net);
     return named_state(t_.plan(i), t_.params(i).state(), t_.backend());
   }
   void set_params(const std::string& net, const py::dict& values, bool strict) {
+    TrainerLock guard(mu_);
     const int i = net_index(net);
     ParamStore& ps = t_.params(i);
     set_named(t_.plan(i), ps.params(), ps.state(), values, t_.backend(), strict);
     ps.version++;
   }
   py::dict get_adam(const std::string& net) {
+    TrainerLock guard(mu_);
     const int i = net_index(net);
     ParamStore& ps = t_.params(i);
     py::dict d;
@@ -335,6 +362,7 @@ class PyTrainer {
     return d;
   }
   void set_adam(const std::string& net, const py::array& m, const py::array& v) {
+    TrainerLock guard(mu_);
     const int i = net_index(net);
     ParamStore& ps = t_.params(i);
     check_array(m, {ps.n_params}, "adam m");
@@ -343,6 +371,7 @@ class PyTrainer {
     t_.backend().upload(ps.adam_v(), v.cast<FArray>().data(), ps.n_params);
   }
   py::dict get_train_state() {
+    TrainerLock guard(mu_);
     const TrainState& s = t_.state();
     py::dict d;
     d["step"] = s.step, d["adam_t_d"] = s.adam_t_d, d["adam_t_g"] = s.adam_t_g;
@@ -350,6 +379,7 @@ class PyTrainer {
     return d;
   }
   void set_train_state(const py::dict& d) {
+    TrainerLock guard(mu_);
     TrainState s;
     s.step = get<int64_t>(d, "step", 0), s.adam_t_d = get<int64_t>(d, "adam_t_d", 0);
     s.adam_t_g = get<int64_t>(d, "adam_t_g", 0), s.epoch = get<int64_t>(d, "epoch", 0);
@@ -365,6 +395,7 @@ class PyTrainer {
  private:
   GanTrainer t_;
   FArray data_;
+  std::mutex mu_;
 };
 
 // A single network on the CPU backend, for per-layer tests (gradients vs finite differences).
