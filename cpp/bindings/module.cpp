@@ -1,16 +1,19 @@
 // dcgan._core: converts NumPy arrays and dicts to the core's types (checking dtype, shape and
-// contiguity), releases the GIL around compute, and maps C++ exceptions to Python ones.
+// contiguity), releases the GIL around compute, and maps C++ exceptions to Python ones. It names
+// no backend library: backends come from core's registry by name (Config.device).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cmath>
-#include <dnnl.hpp>
 #include <mutex>
 #include <sstream>
 
 #include "core/gan_step.hpp"
 #include "core/init.hpp"
+#include "core/layer_kinds.hpp"
+#include "core/parse.hpp"
+#include "core/registry.hpp"
 
 namespace py = pybind11;
 using namespace dcgan;
@@ -30,48 +33,49 @@ T get(const py::dict& d, const char* key, T def) {
   }
 }
 
-LayerSpec parse_layer(const py::dict& d, size_t i) {
-  if (!d.contains("type")) throw InvalidArgument("layer " + std::to_string(i) + " has no 'type'");
-  LayerSpec s;
-  s.kind = kind_from_name(d["type"].cast<std::string>());
-  s.out = get<int64_t>(d, "out", 0);
-  s.kernel = get<int64_t>(d, "kernel", 0);
-  s.stride = get<int64_t>(d, "stride", 1);
-  if (d.contains("padding") && py::isinstance<py::str>(d["padding"])) {
-    const auto p = d["padding"].cast<std::string>();
-    if (p != "same" && p != "valid")
-      throw InvalidArgument("layer " + std::to_string(i) +
-                            ": padding must be 'same', 'valid' or an int, got '" + p + "'");
-    s.same = p == "same";
-  } else {
-    s.padding = get<int64_t>(d, "padding", 0);
+// A Python value as a layer field; the layer-kind table in core decides what it may be.
+FieldValue field_value(const py::handle& v, const std::string& key, size_t i) {
+  auto wrong = [&]() -> FieldValue {
+    throw InvalidArgument("layer " + std::to_string(i) + ": field '" + key +
+                          "' has the wrong type (" +
+                          std::string(py::str(py::type::of(v).attr("__name__"))) + ")");
+  };
+  if (py::isinstance<py::bool_>(v) || py::isinstance(v, py::module_::import("numpy").attr("bool_")))
+    return v.cast<bool>();
+  if (py::isinstance<py::str>(v)) return v.cast<std::string>();
+  if (py::isinstance<py::float_>(v) ||
+      py::isinstance(v, py::module_::import("numpy").attr("floating")))
+    return v.cast<double>();
+  if (py::isinstance<py::int_>(v) || py::isinstance(v, py::module_::import("numpy").attr("integer")))
+    return v.cast<int64_t>();
+  if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
+    std::vector<int64_t> out;
+    for (auto e : v) {
+      if (py::isinstance<py::bool_>(e) ||
+          !(py::isinstance<py::int_>(e) ||
+            py::isinstance(e, py::module_::import("numpy").attr("integer"))))
+        return wrong();
+      out.push_back(e.cast<int64_t>());
+    }
+    return out;
   }
-  s.output_padding = get<int64_t>(d, "output_padding", 0);
-  s.bias = get<bool>(d, "bias", true);
-  s.slope = get<float>(d, "slope", 0.01f);
-  s.p = get<float>(d, "p", 0.f);
-  s.momentum = get<float>(d, "momentum", 0.1f);
-  s.eps = get<float>(d, "eps", 1e-5f);
-  s.shape = get<std::vector<int64_t>>(d, "shape", {});
-  s.init = init_from_name(get<std::string>(d, "init", "normal"));
-  s.init_std = get<float>(d, "init_std", 0.02f);
-  return s;
+  return wrong();
 }
 
 std::vector<LayerSpec> parse_layers(const py::list& l) {
   std::vector<LayerSpec> out;
-  for (size_t i = 0; i < l.size(); ++i) out.push_back(parse_layer(l[i].cast<py::dict>(), i));
+  for (size_t i = 0; i < l.size(); ++i) {
+    if (!py::isinstance<py::dict>(l[i]))
+      throw InvalidArgument("layer " + std::to_string(i) + " must be a dict");
+    FieldMap fields;
+    for (auto item : l[i].cast<py::dict>()) {
+      const auto key = py::str(item.first).cast<std::string>();
+      if (item.second.is_none()) continue;
+      fields[key] = field_value(item.second, key, i);
+    }
+    out.push_back(parse_layer(fields, i));
+  }
   return out;
-}
-
-LossKind parse_loss(const std::string& s) {
-  if (s == "bce") return LossKind::BCE;
-  if (s == "minimax") return LossKind::Minimax;
-  if (s == "saturating") return LossKind::Saturating;
-  if (s == "lsgan") return LossKind::LSGAN;
-  if (s == "hinge") return LossKind::Hinge;
-  throw InvalidArgument("unknown loss '" + s +
-                        "'; expected bce, minimax, saturating, lsgan or hinge");
 }
 
 GanConfig parse_config(const py::dict& d) {
@@ -83,7 +87,7 @@ GanConfig parse_config(const py::dict& d) {
   c.g_layers = parse_layers(d["generator"].cast<py::list>());
   c.d_layers = parse_layers(d["discriminator"].cast<py::list>());
   c.batch = get<int64_t>(d, "batch_size", 64);
-  c.loss = parse_loss(get<std::string>(d, "loss", "bce"));
+  c.loss = loss_from_name(get<std::string>(d, "loss", "bce"));
   c.label_smoothing = get<float>(d, "label_smoothing", 0.f);
   c.n_critic = get<int>(d, "n_critic", 1);
   c.g_steps = get<int>(d, "g_steps", 1);
@@ -92,13 +96,15 @@ GanConfig parse_config(const py::dict& d) {
               get<float>(d, "beta2_g", 0.999f), get<float>(d, "adam_eps", 1e-8f)};
   c.adam_d = {get<float>(d, "lr_d", 2e-4f), get<float>(d, "beta1_d", 0.5f),
               get<float>(d, "beta2_d", 0.999f), get<float>(d, "adam_eps", 1e-8f)};
-  const auto noise = get<std::string>(d, "noise", "normal");
-  if (noise != "normal" && noise != "uniform")
-    throw InvalidArgument("noise must be 'normal' or 'uniform', got '" + noise + "'");
-  c.noise = noise == "normal" ? NoiseKind::Normal : NoiseKind::Uniform;
+  c.noise = noise_from_name(get<std::string>(d, "noise", "normal"));
   c.seed = get<uint64_t>(d, "seed", 0);
-  c.threads = get<int>(d, "threads", 0);
   return c;
+}
+
+std::unique_ptr<Backend> backend_from(const py::dict& d) {
+  BackendOptions o;
+  o.threads = get<int>(d, "threads", 0);
+  return make_backend(get<std::string>(d, "device", "cpu"), o);
 }
 
 // Checks a float32 C-contiguous array against an expected shape; -1 in `want` matches any size.
@@ -146,19 +152,19 @@ int net_index(const std::string& name) {
   throw InvalidArgument("network must be 'generator' or 'discriminator', got '" + name + "'");
 }
 
-// Named views of a flat parameter / state / gradient buffer, PyTorch-style names.
-py::dict named_params(const NetPlan& plan, const float* base, Backend& be) {
+// Named copies of one of a ParamStore's arrays, PyTorch-style names ("0.weight").
+py::dict named_params(const NetPlan& plan, ParamStore& ps, Buf which) {
   py::dict out;
   for (size_t i = 0; i < plan.layers.size(); ++i)
     for (const ParamSpec& p : plan.layers[i].params) {
       FArray a = new_array(p.shape);
-      be.download(a.mutable_data(), base + p.offset, numel(p.shape));
+      ps.read(which, p.offset, a.mutable_data(), numel(p.shape));
       out[py::str(std::to_string(i) + "." + p.name)] = a;
     }
   return out;
 }
 
-py::dict named_state(const NetPlan& plan, const float* base, Backend& be) {
+py::dict named_state(const NetPlan& plan, ParamStore& ps) {
   py::dict out;
   for (size_t i = 0; i < plan.layers.size(); ++i) {
     const ResolvedLayer& L = plan.layers[i];
@@ -166,27 +172,31 @@ py::dict named_state(const NetPlan& plan, const float* base, Backend& be) {
     const int64_t c = L.in[0];
     for (int k = 0; k < 2; ++k) {
       FArray a = new_array({c});
-      be.download(a.mutable_data(), base + L.state_offset + k * c, c);
+      ps.read(Buf::State, L.state_offset + k * c, a.mutable_data(), c);
       out[py::str(std::to_string(i) + (k == 0 ? ".running_mean" : ".running_var"))] = a;
     }
   }
   return out;
 }
 
-void set_named(const NetPlan& plan, float* params, float* state, const py::dict& values,
-               Backend& be, bool strict) {
-  std::map<std::string, std::pair<float*, Shape>> slots;
+void set_named(const NetPlan& plan, ParamStore& ps, const py::dict& values, bool strict) {
+  struct Slot {
+    Buf buf;
+    int64_t offset;
+    Shape shape;
+  };
+  std::map<std::string, Slot> slots;
   for (size_t i = 0; i < plan.layers.size(); ++i) {
     const ResolvedLayer& L = plan.layers[i];
     for (const ParamSpec& p : L.params)
-      slots[std::to_string(i) + "." + p.name] = {params + p.offset, p.shape};
-    if (L.state_offset >= 0 && state) {
-      slots[std::to_string(i) + ".running_mean"] = {state + L.state_offset, {L.in[0]}};
-      slots[std::to_string(i) + ".running_var"] = {state + L.state_offset + L.in[0], {L.in[0]}};
+      slots[std::to_string(i) + "." + p.name] = {Buf::Params, p.offset, p.shape};
+    if (L.state_offset >= 0) {
+      slots[std::to_string(i) + ".running_mean"] = {Buf::State, L.state_offset, {L.in[0]}};
+      slots[std::to_string(i) + ".running_var"] = {Buf::State, L.state_offset + L.in[0], {L.in[0]}};
     }
   }
   // Validate everything before writing anything.
-  std::vector<std::tuple<float*, FArray, int64_t>> writes;
+  std::vector<std::pair<Slot, FArray>> writes;
   for (auto item : values) {
     const auto name = item.first.cast<std::string>();
     auto it = slots.find(name);
@@ -197,14 +207,14 @@ void set_named(const NetPlan& plan, float* params, float* state, const py::dict&
     }
     FArray a = FArray::ensure(item.second);
     if (!a) throw py::type_error("parameter '" + name + "' is not convertible to a float32 array");
-    check_array(a, it->second.second, ("parameter '" + name + "'").c_str());
+    check_array(a, it->second.shape, ("parameter '" + name + "'").c_str());
     check_finite(a.data(), a.size(), ("parameter '" + name + "'").c_str());
-    writes.emplace_back(it->second.first, a, numel(it->second.second));
+    writes.emplace_back(it->second, a);
     slots.erase(it);
   }
   if (strict && !slots.empty())
     throw InvalidArgument("missing parameter '" + slots.begin()->first + "'");
-  for (auto& [dst, a, n] : writes) be.upload(dst, a.data(), n);
+  for (auto& [slot, a] : writes) ps.write(slot.buf, slot.offset, a.data(), numel(slot.shape));
 }
 
 py::list describe(const NetPlan& plan) {
@@ -240,11 +250,50 @@ class TrainerLock {
   std::unique_lock<std::mutex> lock_;
 };
 
+// How stored images map to the model's input, from Python's description.
+ImageFormat image_format(const Shape& image, const std::string& dtype, const std::string& layout,
+                         const py::object& scale) {
+  ImageFormat f;
+  f.c = image[0], f.h = image[1], f.w = image[2];
+  if (dtype == "uint8")
+    f.dtype = DType::U8;
+  else if (dtype == "float32")
+    f.dtype = DType::F32;
+  else
+    throw py::type_error("data: expected uint8 or float32 images, got dtype " + dtype);
+  if (layout == "nchw" || layout == "NCHW")
+    f.layout = Layout::NCHW;
+  else if (layout == "nhwc" || layout == "NHWC")
+    f.layout = Layout::NHWC;
+  else
+    throw InvalidArgument("data: layout must be 'nchw' or 'nhwc', got '" + layout + "'");
+  if (!scale.is_none()) {
+    const auto t = scale.cast<std::tuple<float, float, float>>();
+    f.identity = false;
+    f.sub = std::get<0>(t), f.mul = std::get<1>(t), f.add = std::get<2>(t);
+    if (!std::isfinite(f.sub) || !std::isfinite(f.mul) || !std::isfinite(f.add))
+      throw InvalidArgument("data: scale must be finite numbers (sub, mul, add)");
+  }
+  return f;
+}
+
+// The per-sample shape of stored images in `layout`.
+Shape stored_shape(const Shape& image, const std::string& layout) {
+  if (layout == "nhwc" || layout == "NHWC") return {image[1], image[2], image[0]};
+  return image;
+}
+
+py::dict train_state_dict(const TrainState& s) {
+  py::dict d;
+  d["step"] = s.step, d["adam_t_d"] = s.adam_t_d, d["adam_t_g"] = s.adam_t_g;
+  d["epoch"] = s.data.epoch, d["cursor"] = s.data.cursor;
+  return d;
+}
+
 // ---------------------------------------------------------------------------------------------
 class PyTrainer {
  public:
-  explicit PyTrainer(const py::dict& cfg)
-      : t_(parse_config(cfg), make_cpu_backend(get<int>(cfg, "threads", 0))) {}
+  explicit PyTrainer(const py::dict& cfg) : t_(parse_config(cfg), backend_from(cfg)) {}
 
   py::tuple step(const py::array& batch) {
     TrainerLock guard(mu_);
@@ -260,18 +309,40 @@ class PyTrainer {
     return py::make_tuple(s.d_loss, s.g_loss, s.d_real, s.d_fake);
   }
 
-  void set_data(const py::array& x) {
+  // Training data held as given: a C-contiguous uint8 or float32 array (or memory map) of
+  // (N, C, H, W) ("nchw") or (N, H, W, C) ("nhwc") images; `scale` = (sub, mul, add) maps stored
+  // values to the model's range, None when they are in it already.
+  void set_data(const py::array& x, const std::string& layout, const py::object& scale) {
     TrainerLock guard(mu_);
     const auto& c = t_.config();
-    check_array(x, with_batch(-1, c.image), "data");
-    FArray a = x.cast<FArray>();
-    if (a.shape(0) == 0) throw InvalidArgument("data: is empty");
-    {
+    const std::string dtype = x.dtype().is(py::dtype::of<uint8_t>()) ? "uint8"
+                              : x.dtype().is(py::dtype::of<float>())  ? "float32"
+                                                                      : std::string(py::str(x.dtype()));
+    const ImageFormat fmt = image_format(c.image, dtype, layout, scale);
+    const Shape per = stored_shape(c.image, layout);
+    bool ok = x.ndim() == 4;
+    for (int i = 0; ok && i < 3; ++i) ok = x.shape(i + 1) == per[i];
+    if (!ok) check_array(x.cast<FArray>(), with_batch(-1, per), "data");  // raises with shapes
+    if (!(x.flags() & py::array::c_style))
+      throw InvalidArgument("data: expected a C-contiguous array");
+    if (x.shape(0) == 0) throw InvalidArgument("data: is empty");
+    if (fmt.dtype == DType::F32) {
+      const float* p = static_cast<const float*>(x.data());
       py::gil_scoped_release nogil;
-      check_finite(a.data(), a.size(), "data");
+      check_finite(p, x.size(), "data");
     }
-    t_.set_data(a.data(), a.shape(0));
-    data_ = a;  // keeps the memory alive while the core holds the pointer
+    t_.set_data(BatchSource::from_memory(x.data(), x.shape(0), fmt));
+    data_ = x;  // keeps the memory alive while the core holds the pointer
+  }
+
+  // Training data read per batch from a file: n images from byte `offset` of `path`.
+  void set_data_file(const std::string& path, int64_t offset, int64_t n, const std::string& dtype,
+                     const std::string& layout, const py::object& scale) {
+    TrainerLock guard(mu_);
+    const ImageFormat fmt = image_format(t_.config().image, dtype, layout, scale);
+    if (n <= 0) throw InvalidArgument("data: is empty");
+    t_.set_data(BatchSource::from_file(path, offset, n, fmt));
+    data_ = py::none();
   }
 
   FArray run(int64_t steps) {
@@ -328,91 +399,88 @@ class PyTrainer {
   py::dict get_params(const std::string& net) {
     TrainerLock guard(mu_);
     const int i = net_index(net);
-    return named_params(t_.plan(i), t_.params(i).params(), t_.backend());
+    return named_params(t_.plan(i), t_.params(i), Buf::Params);
   }
   py::dict get_grads(const std::string& net, int slot) {
     TrainerLock guard(mu_);
     if (slot != 0 && slot != 1) throw InvalidArgument("slot must be 0 or 1");
     const int i = net_index(net);
-    return named_params(t_.plan(i), t_.params(i).grad(slot), t_.backend());
+    return named_params(t_.plan(i), t_.params(i), slot == 0 ? Buf::Grad0 : Buf::Grad1);
   }
   py::dict get_state(const std::string& net) {
     TrainerLock guard(mu_);
     const int i = net_index(net);
-    return named_state(t_.plan(i), t_.params(i).state(), t_.backend());
+    return named_state(t_.plan(i), t_.params(i));
   }
   void set_params(const std::string& net, const py::dict& values, bool strict) {
     TrainerLock guard(mu_);
     const int i = net_index(net);
-    ParamStore& ps = t_.params(i);
-    set_named(t_.plan(i), ps.params(), ps.state(), values, t_.backend(), strict);
-    ps.version++;
+    set_named(t_.plan(i), t_.params(i), values, strict);
   }
   py::dict get_adam(const std::string& net) {
     TrainerLock guard(mu_);
-    const int i = net_index(net);
-    ParamStore& ps = t_.params(i);
+    ParamStore& ps = t_.params(net_index(net));
     py::dict d;
-    for (auto [name, ptr] :
-         {std::pair<const char*, float*>{"m", ps.adam_m()}, {"v", ps.adam_v()}}) {
+    for (auto [name, buf] : {std::pair<const char*, Buf>{"m", Buf::AdamM}, {"v", Buf::AdamV}}) {
       FArray a = new_array({ps.n_params});
-      t_.backend().download(a.mutable_data(), ptr, ps.n_params);
+      ps.read(buf, 0, a.mutable_data(), ps.n_params);
       d[name] = a;
     }
     return d;
   }
   void set_adam(const std::string& net, const py::array& m, const py::array& v) {
     TrainerLock guard(mu_);
-    const int i = net_index(net);
-    ParamStore& ps = t_.params(i);
+    ParamStore& ps = t_.params(net_index(net));
     check_array(m, {ps.n_params}, "adam m");
     check_array(v, {ps.n_params}, "adam v");
-    t_.backend().upload(ps.adam_m(), m.cast<FArray>().data(), ps.n_params);
-    t_.backend().upload(ps.adam_v(), v.cast<FArray>().data(), ps.n_params);
+    ps.write(Buf::AdamM, 0, m.cast<FArray>().data(), ps.n_params);
+    ps.write(Buf::AdamV, 0, v.cast<FArray>().data(), ps.n_params);
   }
   py::dict get_train_state() {
     TrainerLock guard(mu_);
-    const TrainState& s = t_.state();
-    py::dict d;
-    d["step"] = s.step, d["adam_t_d"] = s.adam_t_d, d["adam_t_g"] = s.adam_t_g;
-    d["epoch"] = s.epoch, d["cursor"] = s.cursor;
-    return d;
+    return train_state_dict(t_.state());
   }
   void set_train_state(const py::dict& d) {
     TrainerLock guard(mu_);
     TrainState s;
     s.step = get<int64_t>(d, "step", 0), s.adam_t_d = get<int64_t>(d, "adam_t_d", 0);
-    s.adam_t_g = get<int64_t>(d, "adam_t_g", 0), s.epoch = get<int64_t>(d, "epoch", 0);
-    s.cursor = get<int64_t>(d, "cursor", 0);
-    if (s.step < 0 || s.adam_t_d < 0 || s.adam_t_g < 0 || s.epoch < 0 || s.cursor < 0)
+    s.adam_t_g = get<int64_t>(d, "adam_t_g", 0), s.data.epoch = get<int64_t>(d, "epoch", 0);
+    s.data.cursor = get<int64_t>(d, "cursor", 0);
+    if (s.step < 0 || s.adam_t_d < 0 || s.adam_t_g < 0 || s.data.epoch < 0 || s.data.cursor < 0)
       throw InvalidArgument("training state values must be >= 0");
     t_.state() = s;
   }
   int64_t n_params(const std::string& net) { return t_.plan(net_index(net)).n_params; }
   py::list describe_net(const std::string& net) { return describe(t_.plan(net_index(net))); }
   int64_t steps_per_epoch() { return t_.steps_per_epoch(); }
+  int64_t steps_left_in_epoch() {
+    TrainerLock guard(mu_);
+    return t_.steps_left_in_epoch();
+  }
+  std::string device() { return t_.backend().name(); }
+  int world_size() { return t_.comm().size(); }
+  int rank() { return t_.comm().rank(); }
 
  private:
   GanTrainer t_;
-  FArray data_;
+  py::object data_;
   std::mutex mu_;
 };
 
-// A single network on the CPU backend, for per-layer tests (gradients vs finite differences).
+// A single network on one backend, for per-layer tests (gradients vs finite differences).
 class PyNetwork {
  public:
   PyNetwork(const py::list& layers, const std::vector<int64_t>& in_shape, int64_t batch,
-            uint64_t seed, int threads)
-      : be_(make_cpu_backend(threads)),
+            uint64_t seed, int threads, const std::string& device)
+      : be_(make_backend(device, BackendOptions{threads})),
         plan_(plan_network("network", in_shape, parse_layers(layers))),
         batch_(batch) {
     if (batch <= 0) throw InvalidArgument("batch must be positive");
     ps_ = be_->make_params(plan_.n_params, plan_.n_state);
     std::vector<float> w(plan_.n_params), s(plan_.n_state);
     init_parameters(plan_, seed, 0, w.data(), s.data());
-    be_->upload(ps_->params(), w.data(), plan_.n_params);
-    if (plan_.n_state) be_->upload(ps_->state(), s.data(), plan_.n_state);
-    ps_->version++;
+    ps_->write(Buf::Params, 0, w.data(), plan_.n_params);
+    ps_->write(Buf::State, 0, s.data(), plan_.n_state);
     exec_ = be_->compile(plan_, *ps_, batch, seed);
   }
   FArray forward(const py::array& x, bool training, uint64_t counter) {
@@ -421,6 +489,7 @@ class PyNetwork {
     FArray out = new_array(with_batch(batch_, plan_.out));
     {
       py::gil_scoped_release nogil;
+      be_->activate();
       be_->upload(exec_->input(), a.data(), a.size());
       exec_->forward(training, counter);
       be_->download(out.mutable_data(), exec_->output(), out.size());
@@ -433,20 +502,20 @@ class PyNetwork {
     FArray out = new_array(with_batch(batch_, plan_.in));
     {
       py::gil_scoped_release nogil;
+      be_->activate();
       be_->upload(exec_->d_output(), a.data(), a.size());
       exec_->backward(need_d_input, 0);
       if (need_d_input) be_->download(out.mutable_data(), exec_->d_input(), out.size());
+      be_->synchronize();
     }
     return out;
   }
-  py::dict get_params() { return named_params(plan_, ps_->params(), *be_); }
-  py::dict get_grads() { return named_params(plan_, ps_->grad(0), *be_); }
-  py::dict get_state() { return named_state(plan_, ps_->state(), *be_); }
-  void set_params(const py::dict& v) {
-    set_named(plan_, ps_->params(), ps_->state(), v, *be_, false);
-    ps_->version++;
-  }
+  py::dict get_params() { return named_params(plan_, *ps_, Buf::Params); }
+  py::dict get_grads() { return named_params(plan_, *ps_, Buf::Grad0); }
+  py::dict get_state() { return named_state(plan_, *ps_); }
+  void set_params(const py::dict& v) { set_named(plan_, *ps_, v, false); }
   py::list describe_net() { return describe(plan_); }
+  std::string device() { return be_->name(); }
 
  private:
   std::unique_ptr<Backend> be_;
@@ -456,25 +525,71 @@ class PyNetwork {
   std::unique_ptr<NetExec> exec_;
 };
 
+py::list backends() {
+  py::list out;
+  for (const BackendInfo& b : list_backends()) {
+    py::dict d;
+    d["name"] = b.name, d["library"] = b.library, d["detail"] = b.detail;
+    d["available"] = b.available, d["unavailable_reason"] = b.unavailable_reason;
+    out.append(d);
+  }
+  return out;
+}
+
+py::dict layer_kinds_dict() {
+  py::dict out;
+  for (const LayerKindInfo& k : layer_kinds()) {
+    py::dict fields;
+    for (const char* name : k.fields) {
+      const FieldInfo& f = layer_field(name);
+      py::dict fd;
+      fd["type"] = field_type_name(f.type), fd["default"] = f.default_value, fd["doc"] = f.doc;
+      fields[name] = fd;
+    }
+    py::dict d;
+    d["fields"] = fields, d["has_params"] = k.has_params, d["shape_rule"] = k.shape_rule;
+    out[k.name] = d;
+  }
+  return out;
+}
+
+// The indices rank `rank` of `world` draws in its next `steps` steps from an EpochSampler,
+// starting at (epoch, cursor): for tests of the data sharding.
+py::array_t<int64_t> sample_indices(int64_t n, int64_t batch, uint64_t seed, int rank, int world,
+                                    int64_t steps, int64_t epoch, int64_t cursor) {
+  EpochSampler s(n, batch, seed, rank, world);
+  DataCursor c{epoch, cursor};
+  py::array_t<int64_t> out({steps, batch});
+  for (int64_t i = 0; i < steps; ++i) s.next(c, out.mutable_data(i, 0));
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "dcgan C++ core: networks and the GAN training step on oneDNN";
+  m.doc() = "dcgan C++ core: networks and the GAN training step on registered backends";
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
-    } catch (const dnnl::error& e) {
-      PyErr_SetString(PyExc_RuntimeError, (std::string("oneDNN error: ") + e.what()).c_str());
+    } catch (const BackendError& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
     }
   });
-  const auto v = dnnl::version();
-  m.attr("onednn_version") = py::make_tuple(v->major, v->minor, v->patch);
-  m.attr("backend") = "cpu";
+  m.def("backends", &backends, "The backends built into this module, with their versions.");
+  m.def("layer_kinds", &layer_kinds_dict,
+        "The layer-kind table: each kind's fields (type, default, doc) and shape rule.");
+  m.def("sample_indices", &sample_indices, py::arg("n"), py::arg("batch"), py::arg("seed"),
+        py::arg("rank"), py::arg("world"), py::arg("steps"), py::arg("epoch") = 0,
+        py::arg("cursor") = 0);
 
   py::class_<PyTrainer>(m, "Trainer")
       .def(py::init<const py::dict&>(), py::arg("config"))
       .def("step", &PyTrainer::step, py::arg("batch"))
-      .def("set_data", &PyTrainer::set_data, py::arg("data"))
+      .def("set_data", &PyTrainer::set_data, py::arg("data"), py::arg("layout") = "nchw",
+           py::arg("scale") = py::none())
+      .def("set_data_file", &PyTrainer::set_data_file, py::arg("path"), py::arg("offset"),
+           py::arg("n"), py::arg("dtype"), py::arg("layout") = "nchw",
+           py::arg("scale") = py::none())
       .def("run", &PyTrainer::run, py::arg("steps"))
       .def("generate", &PyTrainer::generate, py::arg("n"), py::arg("seed"))
       .def("discriminate", &PyTrainer::discriminate, py::arg("images"))
@@ -490,12 +605,17 @@ PYBIND11_MODULE(_core, m) {
       .def("set_train_state", &PyTrainer::set_train_state, py::arg("state"))
       .def("n_params", &PyTrainer::n_params, py::arg("net"))
       .def("describe", &PyTrainer::describe_net, py::arg("net"))
-      .def("steps_per_epoch", &PyTrainer::steps_per_epoch);
+      .def("steps_per_epoch", &PyTrainer::steps_per_epoch)
+      .def("steps_left_in_epoch", &PyTrainer::steps_left_in_epoch)
+      .def_property_readonly("device", &PyTrainer::device)
+      .def_property_readonly("world_size", &PyTrainer::world_size)
+      .def_property_readonly("rank", &PyTrainer::rank);
 
   py::class_<PyNetwork>(m, "Network")
-      .def(py::init<const py::list&, const std::vector<int64_t>&, int64_t, uint64_t, int>(),
+      .def(py::init<const py::list&, const std::vector<int64_t>&, int64_t, uint64_t, int,
+                    const std::string&>(),
            py::arg("layers"), py::arg("in_shape"), py::arg("batch"), py::arg("seed") = 0,
-           py::arg("threads") = 0)
+           py::arg("threads") = 0, py::arg("device") = "cpu")
       .def("forward", &PyNetwork::forward, py::arg("x"), py::arg("training") = true,
            py::arg("counter") = 0)
       .def("backward", &PyNetwork::backward, py::arg("dy"), py::arg("need_d_input") = true)
@@ -503,5 +623,6 @@ PYBIND11_MODULE(_core, m) {
       .def("set_params", &PyNetwork::set_params, py::arg("values"))
       .def("get_grads", &PyNetwork::get_grads)
       .def("get_state", &PyNetwork::get_state)
-      .def("describe", &PyNetwork::describe_net);
+      .def("describe", &PyNetwork::describe_net)
+      .def_property_readonly("device", &PyNetwork::device);
 }

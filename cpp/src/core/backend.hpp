@@ -1,6 +1,8 @@
-// The small interface every backend implements: networks compiled for a batch size, and the
-// handful of element-wise operations the GAN step needs. Pointers returned here live in the
-// backend's memory (host memory for the CPU backend, device memory for CUDA).
+// The interface every backend implements: parameter stores, networks compiled for a batch size,
+// and the element-wise operations of the GAN step. Pointers handed across it live in the
+// backend's memory (host memory for the CPU backend, device memory for CUDA). Work is enqueued:
+// nothing but download() and synchronize() waits for it, so a training step never stops for
+// the host.
 #pragma once
 
 #include <cstdint>
@@ -8,21 +10,39 @@
 #include <string>
 #include <vector>
 
+#include "core/batch_source.hpp"
 #include "core/spec.hpp"
 
 namespace dcgan {
 
-// Parameters of one network, shared by all its compiled batch sizes. `version` changes whenever
-// the values change (Adam, load), so compiled networks know when to re-lay-out their weights.
-struct ParamStore {
+// The arrays of one network's ParamStore.
+enum class Buf { Params, State, Grad0, Grad1, AdamM, AdamV };
+
+// Parameters of one network, shared by all its compiled batch sizes: parameters, BN running
+// statistics, two gradient slots (D's real and fake passes write separately) and Adam's moments.
+class ParamStore {
+ public:
   virtual ~ParamStore() = default;
   int64_t n_params = 0, n_state = 0;
-  uint64_t version = 0;
-  virtual float* params() = 0;
-  virtual float* state() = 0;         // BN running statistics
-  virtual float* grad(int slot) = 0;  // two slots: D's real and fake passes write separately
-  virtual float* adam_m() = 0;
-  virtual float* adam_v() = 0;
+  virtual float* data(Buf b) = 0;  // backend memory
+  // Host <-> backend copies of [offset, offset + n) of one array (bounds-checked).
+  virtual void write(Buf b, int64_t offset, const float* host, int64_t n) = 0;
+  virtual void read(Buf b, int64_t offset, float* host, int64_t n) = 0;
+
+  int64_t size(Buf b) const { return b == Buf::State ? n_state : n_params; }
+  float* params() { return data(Buf::Params); }
+  float* state() { return data(Buf::State); }
+  float* grad(int slot) { return data(slot == 0 ? Buf::Grad0 : Buf::Grad1); }
+  float* adam_m() { return data(Buf::AdamM); }
+  float* adam_v() { return data(Buf::AdamV); }
+
+ protected:
+  void check_range(Buf b, int64_t offset, int64_t n) const {
+    if (offset < 0 || n < 0 || offset + n > size(b))
+      throw InvalidArgument("parameter range [" + std::to_string(offset) + ", " +
+                            std::to_string(offset + n) + ") is outside an array of " +
+                            std::to_string(size(b)));
+  }
 };
 
 // A network compiled for a fixed batch size. All buffers are fixed at construction.
@@ -41,54 +61,83 @@ class NetExec {
   virtual void backward(bool need_d_input, int grad_slot) = 0;
 };
 
-enum class NoiseKind { Normal, Uniform };  // N(0, 1) or U(-1, 1)
-
-// Minimax is seed 004's formulation (D maximises log D(x) + log(1 - D(G(z))), G maximises
-// log D(G(z))): the same gradients as BCE. Saturating is the GAN paper's literal game, G
-// minimising log(1 - D(G(z))).
-enum class LossKind { BCE, Minimax, Saturating, LSGAN, Hinge };
-
 struct AdamParams {
   float lr = 2e-4f, beta1 = 0.5f, beta2 = 0.999f, eps = 1e-8f;
+};
+
+// What a caller may ask of a backend when creating it.
+struct BackendOptions {
+  int threads = 0;  // CPU: OpenMP threads (0: the runtime's default)
 };
 
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
-  virtual void set_threads(int n) = 0;
+  // Binds the backend to the calling thread before a batch of work (CPU: its thread count;
+  // CUDA: its device). Cheap; called at every entry point of the trainer.
+  virtual void activate() {}
+  // Waits until all enqueued work is done.
+  virtual void synchronize() {}
+
   virtual std::unique_ptr<ParamStore> make_params(int64_t n_params, int64_t n_state) = 0;
-  // `seed` keys the dropout masks.
+  // `seed` keys the dropout masks. `params` must come from this backend's make_params.
   virtual std::unique_ptr<NetExec> compile(const NetPlan& plan, ParamStore& params, int64_t batch,
                                            uint64_t seed) = 0;
 
+  // Backend memory for n floats, zero-filled; released with release().
+  virtual float* alloc(int64_t n) = 0;
+  virtual void release(float* p) = 0;
   virtual void upload(float* dst, const float* host, int64_t n) = 0;
+  // Waits for the work that writes `src`.
   virtual void download(float* host, const float* src, int64_t n) = 0;
   virtual void copy(float* dst, const float* src, int64_t n) = 0;
-  // dst[i*per .. (i+1)*per) = host_data[index[i]*per ..] for i < count.
-  virtual void gather(float* dst, const float* host_data, const int64_t* index, int64_t count,
-                      int64_t per) = 0;
+
+  // Converts `count` images (host memory, each numel(fmt) values in fmt's dtype and layout) to
+  // float NCHW scaled by fmt's affine map, into dst (batch, C, H, W).
+  virtual void load_batch(float* dst, const ImageFormat& fmt, const void* const* images,
+                          int64_t count) = 0;
   virtual void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t stream,
                           uint64_t counter) = 0;
 
-  // Discriminator loss term on logits (n of them) against `target` (1 - smoothing for real,
-  // 0 for fake): writes d(mean loss)/d(logits) * scale into `d_logits` and returns
-  // {loss, mean D output}.
-  struct LossOut {
-    double loss, mean_out;
-  };
-  virtual LossOut d_loss(LossKind kind, bool real, const float* logits, int64_t n, float target,
-                         float* d_logits) = 0;
+  // Discriminator loss term on `n` logits against `target` (1 - smoothing for real, 0 for
+  // fake): writes d(mean loss)/d(logits) into d_logits, and the mean loss and the mean D output
+  // (sigmoid of the logit, or the logit for lsgan/hinge) into *loss_out and *mean_out, all in
+  // backend memory.
+  virtual void d_loss(LossKind kind, bool real, const float* logits, int64_t n, float target,
+                      float* d_logits, float* loss_out, float* mean_out) = 0;
   // Generator loss on D's logits for fakes; gradient into d_logits.
-  virtual LossOut g_loss(LossKind kind, const float* logits, int64_t n, float* d_logits) = 0;
+  virtual void g_loss(LossKind kind, const float* logits, int64_t n, float* d_logits,
+                      float* loss_out, float* mean_out) = 0;
 
-  // One Adam step (PyTorch's formula) with gradient g0 (+ g1 when g1 != nullptr); `t` is the
-  // 1-based step count for bias correction.
+  // One Adam step (PyTorch's formula) on p's parameters with gradient g0 (+ g1 when g1 !=
+  // nullptr); `t` is the 1-based step count for bias correction.
   virtual void adam(ParamStore& p, const AdamParams& h, int64_t t, const float* g0,
                     const float* g1) = 0;
-  // BN running statistics update, done by NetExec itself; nothing here.
 };
 
-std::unique_ptr<Backend> make_cpu_backend(int threads);
+// Backend memory that releases itself.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Backend& be, int64_t n) : be_(&be), p_(be.alloc(n)), n_(n) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(be_, o.be_), std::swap(p_, o.p_), std::swap(n_, o.n_);
+    return *this;
+  }
+  ~DeviceBuffer() {
+    if (p_) be_->release(p_);
+  }
+  float* get() const { return p_; }
+  int64_t size() const { return n_; }
+
+ private:
+  Backend* be_ = nullptr;
+  float* p_ = nullptr;
+  int64_t n_ = 0;
+};
 
 }  // namespace dcgan

@@ -14,10 +14,15 @@ constexpr uint64_t kNoisePerStep = 64;
 constexpr uint64_t kPassesPerStep = 256;
 // Dropout masks of D and G must differ even at equal counters.
 constexpr uint64_t kGSeedSalt = 0x9E3779B97F4A7C15ull;
+// Steps whose statistics are gathered in backend memory before one download.
+constexpr int64_t kStatsChunk = 256;
 }  // namespace
 
-GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend)
-    : cfg_(cfg), be_(std::move(backend)) {
+GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
+                       std::unique_ptr<Communicator> comm)
+    : cfg_(cfg),
+      be_(std::move(backend)),
+      comm_(comm ? std::move(comm) : std::make_unique<LocalCommunicator>()) {
   if (cfg_.batch <= 0)
     throw InvalidArgument("batch_size must be positive, got " + std::to_string(cfg_.batch));
   if (cfg_.z_dim <= 0)
@@ -44,7 +49,7 @@ GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend)
   if (d_plan_.out != Shape{1})
     throw InvalidArgument("discriminator must end in one logit per image, got output " +
                           shape_str(d_plan_.out));
-  if (cfg_.threads > 0) be_->set_threads(cfg_.threads);
+  be_->activate();
 
   g_params_ = be_->make_params(g_plan_.n_params, g_plan_.n_state);
   d_params_ = be_->make_params(d_plan_.n_params, d_plan_.n_state);
@@ -53,66 +58,59 @@ GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend)
     std::vector<float> w(p.n_params), s(p.n_state);
     init_parameters(p, cfg_.seed, static_cast<uint32_t>(net), w.data(), s.data());
     ParamStore& ps = params(net);
-    be_->upload(ps.params(), w.data(), p.n_params);
-    if (p.n_state) be_->upload(ps.state(), s.data(), p.n_state);
-    ps.version++;
+    ps.write(Buf::Params, 0, w.data(), p.n_params);
+    ps.write(Buf::State, 0, s.data(), p.n_state);
+    // Every rank starts from rank 0's weights (they agree already when seeds agree).
+    if (comm_->size() > 1) {
+      comm_->broadcast(ps.params(), p.n_params, 0);
+      comm_->broadcast(ps.state(), p.n_state, 0);
+    }
   }
   g_ = be_->compile(g_plan_, *g_params_, cfg_.batch, cfg_.seed ^ kGSeedSalt);
   d_ = be_->compile(d_plan_, *d_params_, cfg_.batch, cfg_.seed);
   index_.resize(cfg_.batch);
+  stats_ = DeviceBuffer(*be_, kStatsChunk * kStatsPerStep);
 }
 
-void GanTrainer::set_data(const float* data, int64_t n) {
-  if (n < cfg_.batch)
-    throw InvalidArgument("need at least one batch of data: got " + std::to_string(n) +
-                          " images for batch_size " + std::to_string(cfg_.batch));
-  data_ = data;
-  n_data_ = n;
-  perm_epoch_ = -1;
+void GanTrainer::set_data(std::unique_ptr<BatchSource> source) {
+  const ImageFormat& f = source->format();
+  if (Shape{f.c, f.h, f.w} != cfg_.image)
+    throw InvalidArgument("data images are " + shape_str({f.c, f.h, f.w}) +
+                          ", the model's image shape is " + shape_str(cfg_.image));
+  auto sampler = std::make_unique<EpochSampler>(source->size(), cfg_.batch, cfg_.seed,
+                                                comm_->rank(), comm_->size());
+  source_ = std::move(source);
+  sampler_ = std::move(sampler);
 }
 
-int64_t GanTrainer::steps_per_epoch() const { return n_data_ / cfg_.batch; }
+int64_t GanTrainer::steps_per_epoch() const { return sampler_ ? sampler_->steps_per_epoch() : 0; }
 
-void GanTrainer::next_batch_index(int64_t* index) {
-  const int64_t B = cfg_.batch;
-  if (st_.cursor + B > n_data_) {
-    st_.epoch++;
-    st_.cursor = 0;
-  }
-  if (perm_epoch_ != st_.epoch) {
-    // Fisher-Yates with the epoch's own stream: the order depends on (seed, epoch) only.
-    perm_.resize(n_data_);
-    for (int64_t i = 0; i < n_data_; ++i) perm_[i] = i;
-    const Philox rng(cfg_.seed, Stream::Shuffle, static_cast<uint64_t>(st_.epoch));
-    for (int64_t i = n_data_ - 1; i > 0; --i) {
-      uint32_t w[4];
-      rng.block(static_cast<uint64_t>(i), w);
-      const uint64_t r = (static_cast<uint64_t>(w[0]) << 32) | w[1];
-      std::swap(perm_[i], perm_[static_cast<int64_t>(r % static_cast<uint64_t>(i + 1))]);
-    }
-    perm_epoch_ = st_.epoch;
-  }
-  std::copy(perm_.begin() + st_.cursor, perm_.begin() + st_.cursor + B, index);
-  st_.cursor += B;
+int64_t GanTrainer::steps_left_in_epoch() const {
+  return sampler_ ? sampler_->steps_left(st_.data) : 0;
 }
 
 void GanTrainer::load_real(const float* host_batch) {
-  const int64_t per = numel(cfg_.image);
   if (host_batch) {
-    be_->upload(d_->input(), host_batch, cfg_.batch * per);
+    be_->upload(d_->input(), host_batch, cfg_.batch * numel(cfg_.image));
   } else {
-    next_batch_index(index_.data());
-    be_->gather(d_->input(), data_, index_.data(), cfg_.batch, per);
+    sampler_->next(st_.data, index_.data());
+    const void* const* images = source_->fetch(index_.data(), cfg_.batch);
+    be_->load_batch(d_->input(), source_->format(), images, cfg_.batch);
   }
 }
 
-StepStats GanTrainer::train_step(const float* host_batch) {
+void GanTrainer::reduce_grads(ParamStore& p, bool two_slots) {
+  if (comm_->size() == 1) return;
+  comm_->all_reduce_mean(p.grad(0), p.n_params);
+  if (two_slots) comm_->all_reduce_mean(p.grad(1), p.n_params);
+}
+
+void GanTrainer::train_step(const float* host_batch, float* stats) {
   const int64_t B = cfg_.batch;
   const int64_t n_img = B * numel(cfg_.image);
   const float real_target = 1.f - cfg_.label_smoothing;
   uint64_t noise_ctr = static_cast<uint64_t>(st_.step) * kNoisePerStep;
   uint64_t pass_ctr = static_cast<uint64_t>(st_.step) * kPassesPerStep;
-  StepStats out;
 
   auto g_forward = [&] {
     be_->fill_noise(g_->input(), B * cfg_.z_dim, cfg_.noise, cfg_.seed,
@@ -123,37 +121,46 @@ StepStats GanTrainer::train_step(const float* host_batch) {
   auto g_backward_from_d = [&] {
     be_->copy(g_->d_output(), d_->d_input(), n_img);
     g_->backward(false, 0);
+    reduce_grads(*g_params_, false);
     be_->adam(*g_params_, cfg_.adam_g, ++st_.adam_t_g, g_params_->grad(0), nullptr);
-    g_params_->version++;
+  };
+  auto d_update = [&] {
+    reduce_grads(*d_params_, true);
+    be_->adam(*d_params_, cfg_.adam_d, ++st_.adam_t_d, d_params_->grad(0), d_params_->grad(1));
+  };
+  auto end_step = [&] {
+    // BatchNorm running statistics: the mean over ranks (no-op alone).
+    if (comm_->size() > 1) {
+      if (g_plan_.n_state) comm_->all_reduce_mean(g_params_->state(), g_plan_.n_state);
+      if (d_plan_.n_state) comm_->all_reduce_mean(d_params_->state(), d_plan_.n_state);
+    }
+    st_.step++;
   };
 
   for (int k = 0; k < cfg_.n_critic; ++k) {
     load_real(host_batch);
     d_->forward(true, pass_ctr++);
-    const auto r = be_->d_loss(cfg_.loss, true, d_->output(), B, real_target, d_->d_output());
+    be_->d_loss(cfg_.loss, true, d_->output(), B, real_target, d_->d_output(),
+                stats + kStatDLossReal, stats + kStatDReal);
     d_->backward(false, 0);
 
     g_forward();
     d_->forward(true, pass_ctr++);
-    const auto f = be_->d_loss(cfg_.loss, false, d_->output(), B, 0.f, d_->d_output());
+    be_->d_loss(cfg_.loss, false, d_->output(), B, 0.f, d_->d_output(), stats + kStatDLossFake,
+                stats + kStatDFake);
     d_->backward(false, 1);
-    out.d_loss = static_cast<float>(r.loss + f.loss);
-    out.d_real = static_cast<float>(r.mean_out);
-    out.d_fake = static_cast<float>(f.mean_out);
 
     if (cfg_.joint) {
       // G's gradient through the same forward pass, before D's weights change.
-      const auto g = be_->g_loss(cfg_.loss, d_->output(), B, d_->d_output());
+      be_->g_loss(cfg_.loss, d_->output(), B, d_->d_output(), stats + kStatGLoss,
+                  stats + kStatScratch);
       d_->backward(true, -1);
-      be_->adam(*d_params_, cfg_.adam_d, ++st_.adam_t_d, d_params_->grad(0), d_params_->grad(1));
-      d_params_->version++;
+      d_update();
       g_backward_from_d();
-      out.g_loss = static_cast<float>(g.loss);
-      st_.step++;
-      return out;
+      end_step();
+      return;
     }
-    be_->adam(*d_params_, cfg_.adam_d, ++st_.adam_t_d, d_params_->grad(0), d_params_->grad(1));
-    d_params_->version++;
+    d_update();
   }
 
   for (int j = 0; j < cfg_.g_steps; ++j) {
@@ -161,24 +168,45 @@ StepStats GanTrainer::train_step(const float* host_batch) {
     // activations are those of that forward), as PyTorch's reference loop does.
     if (j > 0) g_forward();
     d_->forward(true, pass_ctr++);
-    const auto g = be_->g_loss(cfg_.loss, d_->output(), B, d_->d_output());
+    // D's output on the fakes after its update goes to a scratch slot: D(G(z)) reports the
+    // D step's value, as before.
+    be_->g_loss(cfg_.loss, d_->output(), B, d_->d_output(), stats + kStatGLoss,
+                stats + kStatScratch);
     d_->backward(true, -1);
     g_backward_from_d();
-    out.g_loss = static_cast<float>(g.loss);
   }
-  st_.step++;
-  return out;
+  end_step();
+}
+
+void GanTrainer::collect(const float* dev_stats, int64_t steps, StepStats* out) {
+  std::vector<float> h(static_cast<size_t>(steps * kStatsPerStep));
+  be_->download(h.data(), dev_stats, steps * kStatsPerStep);
+  for (int64_t i = 0; i < steps; ++i) {
+    const float* s = h.data() + i * kStatsPerStep;
+    out[i].d_loss = static_cast<float>(static_cast<double>(s[kStatDLossReal]) + s[kStatDLossFake]);
+    out[i].g_loss = s[kStatGLoss];
+    out[i].d_real = s[kStatDReal];
+    out[i].d_fake = s[kStatDFake];
+  }
 }
 
 StepStats GanTrainer::step(const float* host_batch) {
-  if (cfg_.threads > 0) be_->set_threads(cfg_.threads);
-  return train_step(host_batch);
+  be_->activate();
+  train_step(host_batch, stats_.get());
+  StepStats out;
+  collect(stats_.get(), 1, &out);
+  return out;
 }
 
 void GanTrainer::run(int64_t steps, StepStats* out) {
-  if (!data_) throw InvalidArgument("no training data: call set_data first");
-  if (cfg_.threads > 0) be_->set_threads(cfg_.threads);
-  for (int64_t i = 0; i < steps; ++i) out[i] = train_step(nullptr);
+  if (!source_) throw InvalidArgument("no training data: call set_data first");
+  be_->activate();
+  for (int64_t done = 0; done < steps;) {
+    const int64_t k = std::min(kStatsChunk, steps - done);
+    for (int64_t i = 0; i < k; ++i) train_step(nullptr, stats_.get() + i * kStatsPerStep);
+    collect(stats_.get(), k, out + done);
+    done += k;
+  }
 }
 
 NetExec& GanTrainer::eval_net(int net, int64_t batch) {
@@ -194,7 +222,7 @@ NetExec& GanTrainer::eval_net(int net, int64_t batch) {
 
 void GanTrainer::generate(int64_t n, uint64_t seed, float* host_out) {
   if (n <= 0) throw InvalidArgument("number of samples must be positive, got " + std::to_string(n));
-  if (cfg_.threads > 0) be_->set_threads(cfg_.threads);
+  be_->activate();
   // Fixed chunks: sample i is the same whatever n is (inference mode has no batch coupling).
   const int64_t chunk = std::min<int64_t>(n, 256);
   NetExec& g = eval_net(0, chunk);
@@ -214,6 +242,7 @@ void GanTrainer::noise(int64_t step, float* host_out, int64_t index) {
   if (index < 0 || index >= static_cast<int64_t>(kNoisePerStep))
     throw InvalidArgument("index must be in [0, " + std::to_string(kNoisePerStep) + "), got " +
                           std::to_string(index));
+  be_->activate();
   const int64_t n = cfg_.batch * cfg_.z_dim;
   // Same stream and counter as train_step's draw number `index`, into G's input buffer (which
   // every step refills before use).
@@ -224,7 +253,7 @@ void GanTrainer::noise(int64_t step, float* host_out, int64_t index) {
 
 void GanTrainer::discriminate(int64_t n, const float* host_images, float* host_logits) {
   if (n <= 0) throw InvalidArgument("number of images must be positive");
-  if (cfg_.threads > 0) be_->set_threads(cfg_.threads);
+  be_->activate();
   const int64_t chunk = std::min<int64_t>(n, 256);
   NetExec& d = eval_net(1, chunk);
   const int64_t per = numel(cfg_.image);

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "core/backend.hpp"
+#include "core/batch_source.hpp"
+#include "core/comm.hpp"
 #include "core/spec.hpp"
 
 namespace dcgan {
@@ -26,40 +28,58 @@ struct GanConfig {
   AdamParams adam_g, adam_d;
   NoiseKind noise = NoiseKind::Normal;
   uint64_t seed = 0;
-  int threads = 0;  // 0: the backend's default
 };
 
 struct StepStats {
   float d_loss = 0, g_loss = 0, d_real = 0, d_fake = 0;
 };
 
+// Per-step statistics as the step writes them into backend memory: D's loss on real and on
+// fake separately (the host adds them), G's loss, mean D(x), mean D(G(z)), and a slot for
+// values nobody reads (the G step's mean D output).
+enum StatSlot {
+  kStatDLossReal,
+  kStatDLossFake,
+  kStatGLoss,
+  kStatDReal,
+  kStatDFake,
+  kStatScratch,
+  kStatsPerStep
+};
+
 // Where training stands: enough, with the parameters and Adam moments, to resume exactly.
 struct TrainState {
   int64_t step = 0;  // completed training steps
   int64_t adam_t_d = 0, adam_t_g = 0;
-  int64_t epoch = 0;   // epoch of the data cursor
-  int64_t cursor = 0;  // next position in this epoch's permutation
+  DataCursor data;  // epoch and position of the data cursor
 };
 
 class GanTrainer {
  public:
-  GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend);
+  // `comm` defaults to a LocalCommunicator (one process).
+  GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
+             std::unique_ptr<Communicator> comm = nullptr);
 
   const GanConfig& config() const { return cfg_; }
   const NetPlan& plan(int net) const { return net == 0 ? g_plan_ : d_plan_; }
   ParamStore& params(int net) { return net == 0 ? *g_params_ : *d_params_; }
   Backend& backend() { return *be_; }
+  Communicator& comm() { return *comm_; }
   TrainState& state() { return st_; }
 
-  // Training data for run(): n images of cfg.image, host memory, not copied: the caller keeps
-  // it alive and unchanged until the next set_data.
-  void set_data(const float* data, int64_t n);
+  // Training data for run(), held as given (see BatchSource); this rank's share of each epoch
+  // comes from an EpochSampler over it.
+  void set_data(std::unique_ptr<BatchSource> source);
+  bool has_data() const { return source_ != nullptr; }
   int64_t steps_per_epoch() const;
+  // Steps left in the epoch the next step belongs to.
+  int64_t steps_left_in_epoch() const;
 
-  // One step on a caller-given batch (host, (batch, *image)); every D step of it uses this batch.
+  // One step on a caller-given batch (host float32, (batch, *image), already in the model's
+  // range); every D step of it uses this batch.
   StepStats step(const float* host_batch);
-  // `steps` steps drawing batches from the data in a seeded per-epoch shuffle (the last
-  // incomplete batch of an epoch is dropped).
+  // `steps` steps on batches from the data source. Statistics stay in backend memory and come
+  // back once per chunk of steps.
   void run(int64_t steps, StepStats* out);
   // n samples from G in inference mode (BN running statistics, no dropout) into host memory.
   void generate(int64_t n, uint64_t seed, float* host_out);
@@ -74,23 +94,24 @@ class GanTrainer {
   NetExec& train_net(int net) { return net == 0 ? *g_ : *d_; }
 
  private:
-  StepStats train_step(const float* host_batch);
+  void train_step(const float* host_batch, float* stats);
   void load_real(const float* host_batch);
-  void next_batch_index(int64_t* index);
+  void reduce_grads(ParamStore& p, bool two_slots);
+  void collect(const float* dev_stats, int64_t steps, StepStats* out);
   NetExec& eval_net(int net, int64_t batch);
 
   GanConfig cfg_;
   std::unique_ptr<Backend> be_;
+  std::unique_ptr<Communicator> comm_;
   NetPlan g_plan_, d_plan_;
   std::unique_ptr<ParamStore> g_params_, d_params_;
   std::unique_ptr<NetExec> g_, d_;
   std::map<std::pair<int, int64_t>, std::unique_ptr<NetExec>> eval_;
   TrainState st_;
-  const float* data_ = nullptr;
-  int64_t n_data_ = 0;
-  std::vector<int64_t> perm_;
-  int64_t perm_epoch_ = -1;
+  std::unique_ptr<BatchSource> source_;
+  std::unique_ptr<EpochSampler> sampler_;
   std::vector<int64_t> index_;
+  DeviceBuffer stats_;  // kStatsChunk steps of kStatsPerStep floats
 };
 
 }  // namespace dcgan

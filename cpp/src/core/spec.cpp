@@ -2,27 +2,11 @@
 
 #include <sstream>
 
+#include "core/layer_kinds.hpp"
+
 namespace dcgan {
 
 namespace {
-
-struct KindName {
-  LayerKind kind;
-  const char* name;
-};
-constexpr KindName kKindNames[] = {
-    {LayerKind::Dense, "dense"},
-    {LayerKind::Conv2d, "conv2d"},
-    {LayerKind::ConvTranspose2d, "conv_transpose2d"},
-    {LayerKind::BatchNorm, "batchnorm"},
-    {LayerKind::ReLU, "relu"},
-    {LayerKind::LeakyReLU, "leaky_relu"},
-    {LayerKind::Tanh, "tanh"},
-    {LayerKind::Sigmoid, "sigmoid"},
-    {LayerKind::Dropout, "dropout"},
-    {LayerKind::Reshape, "reshape"},
-    {LayerKind::Flatten, "flatten"},
-};
 
 [[noreturn]] void fail(const std::string& net, size_t i, const LayerSpec& s,
                        const std::string& why) {
@@ -32,31 +16,6 @@ constexpr KindName kKindNames[] = {
 }
 
 }  // namespace
-
-const char* kind_name(LayerKind k) {
-  for (const auto& kn : kKindNames)
-    if (kn.kind == k) return kn.name;
-  return "?";
-}
-
-LayerKind kind_from_name(const std::string& name) {
-  for (const auto& kn : kKindNames)
-    if (name == kn.name) return kn.kind;
-  std::string known;
-  for (const auto& kn : kKindNames) known += std::string(known.empty() ? "" : ", ") + kn.name;
-  throw InvalidArgument("unknown layer type '" + name + "'; expected one of: " + known);
-}
-
-InitKind init_from_name(const std::string& name) {
-  if (name == "normal") return InitKind::Normal;
-  if (name == "truncated_normal") return InitKind::TruncatedNormal;
-  if (name == "xavier_uniform" || name == "glorot_uniform") return InitKind::XavierUniform;
-  if (name == "xavier_normal" || name == "glorot_normal") return InitKind::XavierNormal;
-  if (name == "zeros") return InitKind::Zeros;
-  throw InvalidArgument("unknown init '" + name +
-                        "'; expected normal, truncated_normal, xavier_uniform, xavier_normal "
-                        "or zeros");
-}
 
 std::string shape_str(const Shape& s) {
   std::ostringstream o;

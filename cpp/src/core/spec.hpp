@@ -16,6 +16,12 @@ struct InvalidArgument : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// Thrown by a backend when its library fails (a oneDNN or CUDA error); the message names the
+// library. The bindings map it to RuntimeError.
+struct BackendError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 enum class LayerKind {
   Dense,
   Conv2d,
@@ -30,11 +36,15 @@ enum class LayerKind {
   Flatten,
 };
 
-const char* kind_name(LayerKind k);
-LayerKind kind_from_name(const std::string& name);
-
+// Names of kinds, inits, losses and noise: core/layer_kinds.hpp and core/parse.hpp.
 enum class InitKind { Normal, TruncatedNormal, XavierUniform, XavierNormal, Zeros };
-InitKind init_from_name(const std::string& name);
+
+enum class NoiseKind { Normal, Uniform };  // N(0, 1) or U(-1, 1)
+
+// Minimax is seed 004's formulation (D maximises log D(x) + log(1 - D(G(z))), G maximises
+// log D(G(z))): the same gradients as BCE. Saturating is the GAN paper's literal game, G
+// minimising log(1 - D(G(z))).
+enum class LossKind { BCE, Minimax, Saturating, LSGAN, Hinge };
 
 struct LayerSpec {
   LayerKind kind = LayerKind::ReLU;

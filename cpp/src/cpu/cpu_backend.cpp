@@ -3,8 +3,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
+#include "core/registry.hpp"
 #include "cpu/ops.hpp"
 
 namespace dcgan::cpu {
@@ -20,24 +22,94 @@ HostParams::HostParams(int64_t n_params, int64_t n_state) {
   p_ = base, g0_ = p_ + np, g1_ = g0_ + np, m_ = g1_ + np, v_ = m_ + np, s_ = v_ + np;
 }
 
+float* HostParams::data(Buf b) {
+  switch (b) {
+    case Buf::Params:
+      return p_;
+    case Buf::State:
+      return s_;
+    case Buf::Grad0:
+      return g0_;
+    case Buf::Grad1:
+      return g1_;
+    case Buf::AdamM:
+      return m_;
+    case Buf::AdamV:
+      return v_;
+  }
+  return nullptr;
+}
+
+void HostParams::write(Buf b, int64_t offset, const float* host, int64_t n) {
+  check_range(b, offset, n);
+  if (n) std::memcpy(data(b) + offset, host, static_cast<size_t>(n) * sizeof(float));
+  if (b == Buf::Params) touch();
+}
+
+void HostParams::read(Buf b, int64_t offset, float* host, int64_t n) {
+  check_range(b, offset, n);
+  if (n) std::memcpy(host, data(b) + offset, static_cast<size_t>(n) * sizeof(float));
+}
+
 namespace {
+
+// oneDNN reports failures as dnnl::error; the rest of the library sees BackendError.
+template <class F>
+auto guarded(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const dnnl::error& e) {
+    throw BackendError(std::string("oneDNN error: ") + e.what());
+  }
+}
+
+class GuardedNet : public NetExec {
+ public:
+  explicit GuardedNet(std::unique_ptr<NetExec> net) : net_(std::move(net)) {}
+  int64_t batch() const override { return net_->batch(); }
+  float* input() override { return net_->input(); }
+  const float* output() override { return net_->output(); }
+  float* d_output() override { return net_->d_output(); }
+  const float* d_input() override { return net_->d_input(); }
+  void forward(bool training, uint64_t ctr) override {
+    guarded([&] { net_->forward(training, ctr); });
+  }
+  void backward(bool need_d_input, int slot) override {
+    guarded([&] { net_->backward(need_d_input, slot); });
+  }
+
+ private:
+  std::unique_ptr<NetExec> net_;
+};
 
 class CpuBackend : public Backend {
  public:
-  explicit CpuBackend(int threads) {
-    if (threads > 0) set_threads(threads);
+  explicit CpuBackend(const BackendOptions& opts) : threads_(opts.threads) {
+    if (threads_ < 0) throw InvalidArgument("threads must be >= 0");
+    activate();
   }
   std::string name() const override { return "cpu"; }
-  void set_threads(int n) override {
-    if (n > 0) omp_set_num_threads(n);
+  // OpenMP's thread count is per calling thread: set it wherever this backend is entered.
+  void activate() override {
+    if (threads_ > 0) omp_set_num_threads(threads_);
   }
   std::unique_ptr<ParamStore> make_params(int64_t n_params, int64_t n_state) override {
     return std::make_unique<HostParams>(n_params, n_state);
   }
   std::unique_ptr<NetExec> compile(const NetPlan& plan, ParamStore& params, int64_t batch,
                                    uint64_t seed) override {
-    return compile_net(ctx_, plan, params, batch, seed);
+    return guarded([&] {
+      return std::unique_ptr<NetExec>(
+          std::make_unique<GuardedNet>(compile_net(ctx_, plan, params, batch, seed)));
+    });
   }
+  float* alloc(int64_t n) override {
+    auto* p = static_cast<float*>(std::calloc(static_cast<size_t>(std::max<int64_t>(n, 1)),
+                                              sizeof(float)));
+    if (!p) throw BackendError("out of host memory allocating " + std::to_string(n) + " floats");
+    return p;
+  }
+  void release(float* p) override { std::free(p); }
   void upload(float* dst, const float* host, int64_t n) override {
     std::memcpy(dst, host, static_cast<size_t>(n) * sizeof(float));
   }
@@ -47,36 +119,81 @@ class CpuBackend : public Backend {
   void copy(float* dst, const float* src, int64_t n) override {
     std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
   }
-  void gather(float* dst, const float* host_data, const int64_t* index, int64_t count,
-              int64_t per) override {
-    cpu::gather(dst, host_data, index, count, per);
+  void load_batch(float* dst, const ImageFormat& fmt, const void* const* images,
+                  int64_t count) override {
+    cpu::load_batch(dst, fmt, images, count);
   }
   void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t stream,
                   uint64_t counter) override {
     cpu::fill_noise(dst, n, kind, seed, stream, counter);
   }
-  LossOut d_loss(LossKind kind, bool real, const float* logits, int64_t n, float target,
-                 float* d_logits) override {
-    return cpu::d_loss(kind, real, logits, n, target, d_logits);
+  void d_loss(LossKind kind, bool real, const float* logits, int64_t n, float target,
+              float* d_logits, float* loss_out, float* mean_out) override {
+    const LossOut r = cpu::d_loss(kind, real, logits, n, target, d_logits);
+    *loss_out = static_cast<float>(r.loss), *mean_out = static_cast<float>(r.mean_out);
   }
-  LossOut g_loss(LossKind kind, const float* logits, int64_t n, float* d_logits) override {
-    return cpu::g_loss(kind, logits, n, d_logits);
+  void g_loss(LossKind kind, const float* logits, int64_t n, float* d_logits, float* loss_out,
+              float* mean_out) override {
+    const LossOut r = cpu::g_loss(kind, logits, n, d_logits);
+    *loss_out = static_cast<float>(r.loss), *mean_out = static_cast<float>(r.mean_out);
   }
   void adam(ParamStore& p, const AdamParams& h, int64_t t, const float* g0,
             const float* g1) override {
     adam_update(p.params(), p.adam_m(), p.adam_v(), p.n_params, h, t, g0, g1);
+    static_cast<HostParams&>(p).touch();
   }
 
  private:
+  int threads_;
   Ctx ctx_;
 };
 
+const char* isa_name(dnnl::cpu_isa isa) {
+  using I = dnnl::cpu_isa;
+  switch (isa) {
+    case I::sse41:
+      return "sse41";
+    case I::avx:
+      return "avx";
+    case I::avx2:
+      return "avx2";
+    case I::avx2_vnni:
+      return "avx2_vnni";
+    case I::avx2_vnni_2:
+      return "avx2_vnni_2";
+    case I::avx512_core:
+      return "avx512_core";
+    case I::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case I::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case I::avx512_core_fp16:
+      return "avx512_core_fp16";
+    case I::avx512_core_amx:
+      return "avx512_core_amx";
+    case I::avx512_core_amx_fp16:
+      return "avx512_core_amx_fp16";
+    default:
+      return "default";
+  }
+}
+
+BackendInfo cpu_info() {
+  BackendInfo info;
+  info.name = "cpu";
+  const auto* v = dnnl::version();
+  info.library = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                 std::to_string(v->patch);
+  info.detail = isa_name(dnnl::get_effective_cpu_isa());
+  return info;
+}
+
 }  // namespace
 
-}  // namespace dcgan::cpu
-
-namespace dcgan {
-std::unique_ptr<Backend> make_cpu_backend(int threads) {
-  return std::make_unique<cpu::CpuBackend>(threads);
+void register_cpu_backend() {
+  register_backend({"cpu", cpu_info, [](const BackendOptions& o) -> std::unique_ptr<Backend> {
+                      return std::make_unique<CpuBackend>(o);
+                    }});
 }
-}  // namespace dcgan
+
+}  // namespace dcgan::cpu

@@ -1,5 +1,6 @@
 // Element-wise operations of the GAN step on the CPU: Adam (Eigen, split across OpenMP
-// threads), the losses on D's logits, noise and batch gathering.
+// threads), the losses on D's logits, noise, and the conversion of stored images (uint8 or
+// float32, NCHW or NHWC) into the model's float NCHW input.
 #include "cpu/ops.hpp"
 
 #include <omp.h>
@@ -62,7 +63,7 @@ void adam_update(float* p, float* m, float* v, int64_t n, const AdamParams& h, i
   }
 }
 
-Backend::LossOut d_loss(LossKind kind, bool real, const float* logits, int64_t n, float target,
+LossOut d_loss(LossKind kind, bool real, const float* logits, int64_t n, float target,
                         float* d_logits) {
   double loss = 0, mean_out = 0;
   const double inv_n = 1.0 / static_cast<double>(n);
@@ -102,7 +103,7 @@ Backend::LossOut d_loss(LossKind kind, bool real, const float* logits, int64_t n
   return {loss * inv_n, mean_out * inv_n};
 }
 
-Backend::LossOut g_loss(LossKind kind, const float* logits, int64_t n, float* d_logits) {
+LossOut g_loss(LossKind kind, const float* logits, int64_t n, float* d_logits) {
   double loss = 0, mean_out = 0;
   const double inv_n = 1.0 / static_cast<double>(n);
   for (int64_t i = 0; i < n; ++i) {
@@ -149,10 +150,36 @@ void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t s
   }
 }
 
-void gather(float* dst, const float* data, const int64_t* index, int64_t count, int64_t per) {
+namespace {
+// One image to float NCHW: value = (x - sub) * mul + add, the order of operations NumPy used
+// when the data was scaled on the host, so results match it bit for bit.
+template <class T>
+void convert_image(float* dst, const T* src, const ImageFormat& f) {
+  const int64_t hw = f.h * f.w, c = f.c;
+  const float sub = f.sub, mul = f.mul, add = f.add;
+  auto scale = [&](T x) {
+    if (f.identity) return static_cast<float>(x);
+    const float t = (static_cast<float>(x) - sub) * mul;
+    return t + add;
+  };
+  if (f.layout == Layout::NCHW || c == 1) {
+    for (int64_t i = 0; i < c * hw; ++i) dst[i] = scale(src[i]);
+  } else {
+    for (int64_t p = 0; p < hw; ++p)
+      for (int64_t ch = 0; ch < c; ++ch) dst[ch * hw + p] = scale(src[p * c + ch]);
+  }
+}
+}  // namespace
+
+void load_batch(float* dst, const ImageFormat& fmt, const void* const* images, int64_t count) {
+  const int64_t per = fmt.numel();
 #pragma omp parallel for schedule(static) if (count * per > kParallelMin)
-  for (int64_t i = 0; i < count; ++i)
-    std::memcpy(dst + i * per, data + index[i] * per, static_cast<size_t>(per) * sizeof(float));
+  for (int64_t i = 0; i < count; ++i) {
+    if (fmt.dtype == DType::U8)
+      convert_image(dst + i * per, static_cast<const uint8_t*>(images[i]), fmt);
+    else
+      convert_image(dst + i * per, static_cast<const float*>(images[i]), fmt);
+  }
 }
 
 }  // namespace dcgan::cpu

@@ -1,0 +1,14 @@
+// The backends compiled into this library, registered once on first use of the registry.
+#include "core/registry.hpp"
+#include "cpu/cpu_backend.hpp"
+
+namespace dcgan {
+
+void register_builtin_backends() {
+  cpu::register_cpu_backend();
+#ifdef DCGAN_WITH_CUDA
+  cuda::register_cuda_backend();
+#endif
+}
+
+}  // namespace dcgan

@@ -1,0 +1,65 @@
+// ReLU, LeakyReLU, tanh and sigmoid on oneDNN, in place where the layer below allows.
+#include <cstring>
+
+#include "cpu/layer.hpp"
+
+namespace dcgan::cpu {
+
+namespace {
+
+// ReLU / LeakyReLU / Tanh / Sigmoid. The *_use_dst_for_bwd algorithms need only the output,
+// so the layer works in place (its output overwrites its input), except as a network's first
+// layer, whose input the GAN step reads again.
+class EltwiseLayer : public Layer {
+ public:
+  EltwiseLayer(Ctx& c, const ResolvedLayer& L, bool in_place) : c_(c), L_(L), in_place_(in_place) {}
+
+  void build(Ctx& c, const memory& in, const memory& d_in) override {
+    using namespace dnnl;
+    in_ = in;
+    d_in_ = d_in;
+    const md_t md = in.get_desc();
+    algorithm alg = algorithm::eltwise_relu_use_dst_for_bwd;
+    float alpha = 0.f;
+    switch (L_.spec.kind) {
+      case LayerKind::LeakyReLU:
+        alpha = L_.spec.slope;
+        break;
+      case LayerKind::Tanh:
+        alg = algorithm::eltwise_tanh_use_dst_for_bwd;
+        break;
+      case LayerKind::Sigmoid:
+        alg = algorithm::eltwise_logistic_use_dst_for_bwd;
+        break;
+      default:
+        break;
+    }
+    eltwise_forward::primitive_desc f(c.eng, prop_kind::forward_training, alg, md, md, alpha, 0.f);
+    eltwise_backward::primitive_desc b(c.eng, alg, md, md, md, alpha, 0.f, f);
+    fwd_ = eltwise_forward(f);
+    bwd_ = eltwise_backward(b);
+    out = in_place_ ? in : memory(md, c.eng);
+    d_out = in_place_ ? d_in : memory(md, c.eng);
+  }
+  void forward(bool, uint64_t) override {
+    fwd_.execute(c_.strm, {{DNNL_ARG_SRC, in_}, {DNNL_ARG_DST, out}});
+  }
+  void backward(bool, int) override {
+    bwd_.execute(c_.strm,
+                 {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_in_}});
+  }
+
+ private:
+  Ctx& c_;
+  const ResolvedLayer& L_;
+  bool in_place_;
+  dnnl::primitive fwd_, bwd_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_eltwise_layer(Ctx& c, const ResolvedLayer& L, bool in_place) {
+  return std::make_unique<EltwiseLayer>(c, L, in_place);
+}
+
+}  // namespace dcgan::cpu

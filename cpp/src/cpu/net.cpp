@@ -1,0 +1,95 @@
+// A network on the CPU backend: the layers of a NetPlan chained through oneDNN memories, each
+// built by its family's factory (the family comes from the layer-kind table).
+#include "core/layer_kinds.hpp"
+#include "cpu/layer.hpp"
+
+namespace dcgan::cpu {
+
+namespace {
+
+// In-place eltwise is safe after layers whose backward does not read their own output
+// (convolutions, dense, BN, dropout). After an eltwise (which needs its output for its
+// backward) or a reshape view (which may alias the network's input) it gets its own buffer.
+bool may_overwrite_output_of(LayerKind prev) {
+  const LayerKindInfo& info = layer_kind(prev);
+  return !info.backward_reads_output && info.family != LayerFamily::Reshape;
+}
+
+class CpuNet : public NetExec {
+ public:
+  CpuNet(Ctx& c, const NetPlan& plan, HostParams& ps, int64_t batch, uint64_t seed)
+      : c_(c), plan_(plan), batch_(batch) {
+    in_ = memory(plain_md(batch, plan.in), c.eng);
+    d_in_ = memory(plain_md(batch, plan.in), c.eng);
+    memory cur = in_, cur_d = d_in_;
+    bool params_below = false;
+    for (size_t i = 0; i < plan.layers.size(); ++i) {
+      const ResolvedLayer& L = plan.layers[i];
+      std::unique_ptr<Layer> layer;
+      switch (layer_kind(L.spec.kind).family) {
+        case LayerFamily::Weighted:
+          layer = make_weighted_layer(c, L, ps, batch);
+          break;
+        case LayerFamily::BatchNorm:
+          layer = make_batchnorm_layer(c, L, ps, batch);
+          break;
+        case LayerFamily::Eltwise:
+          layer = make_eltwise_layer(
+              c, L, /*in_place=*/i > 0 && may_overwrite_output_of(plan.layers[i - 1].spec.kind));
+          break;
+        case LayerFamily::Dropout:
+          layer = make_dropout_layer(c, L, seed, i);
+          break;
+        case LayerFamily::Reshape:
+          layer = make_reshape_layer(c, L, batch);
+          break;
+      }
+      layer->build(c, cur, cur_d);
+      // Does anything below this layer need the gradient of its input?
+      below_has_params_.push_back(params_below);
+      params_below = params_below || layer->has_params();
+      cur = layer->out;
+      cur_d = layer->d_out;
+      layers_.push_back(std::move(layer));
+    }
+    out_ = adapt(c, cur, plain_md(batch, plan.out), &out_reorder_, true);
+    d_out_ = adapt(c, cur_d, plain_md(batch, plan.out), &d_out_reorder_, false);
+  }
+
+  int64_t batch() const override { return batch_; }
+  float* input() override { return static_cast<float*>(in_.get_data_handle()); }
+  const float* output() override { return static_cast<const float*>(out_.get_data_handle()); }
+  float* d_output() override { return static_cast<float*>(d_out_.get_data_handle()); }
+  const float* d_input() override { return static_cast<const float*>(d_in_.get_data_handle()); }
+
+  void forward(bool training, uint64_t ctr) override {
+    for (auto& l : layers_) l->forward(training, ctr);
+    if (out_reorder_) out_reorder_->run(c_.strm);
+    c_.strm.wait();
+  }
+
+  void backward(bool need_d_input, int slot) override {
+    if (d_out_reorder_) d_out_reorder_->run(c_.strm);
+    for (size_t i = layers_.size(); i-- > 0;)
+      layers_[i]->backward(need_d_input || below_has_params_[i], slot);
+    c_.strm.wait();
+  }
+
+ private:
+  Ctx& c_;
+  const NetPlan& plan_;
+  int64_t batch_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<bool> below_has_params_;
+  memory in_, d_in_, out_, d_out_;
+  std::optional<Reorder> out_reorder_, d_out_reorder_;
+};
+
+}  // namespace
+
+std::unique_ptr<NetExec> compile_net(Ctx& ctx, const NetPlan& plan, ParamStore& params,
+                                     int64_t batch, uint64_t seed) {
+  return std::make_unique<CpuNet>(ctx, plan, static_cast<HostParams&>(params), batch, seed);
+}
+
+}  // namespace dcgan::cpu

@@ -1,0 +1,173 @@
+// Dense, Conv2d and ConvTranspose2d on oneDNN: forward, backward-data, backward-weights.
+#include <cstring>
+#include <unordered_map>
+
+#include "cpu/layer.hpp"
+
+namespace dcgan::cpu {
+
+namespace {
+
+// Dense, Conv2d and ConvTranspose2d: src x weights (+ bias) -> dst, with backward data and
+// backward weights. They differ only in how their primitive descriptors are made.
+class WeightedLayer : public Layer {
+ public:
+  WeightedLayer(Ctx& c, const ResolvedLayer& L, HostParams& ps, int64_t batch)
+      : c_(c), L_(L), ps_(ps), batch_(batch) {}
+  bool has_params() const override { return true; }
+
+  void build(Ctx& c, const memory& in, const memory& d_in) override {
+    in_ = in;
+    d_in_ = d_in;
+    const LayerSpec& s = L_.spec;
+    const bool has_bias = s.bias;
+    const ParamSpec& wp = L_.params[0];
+    md_t w_canon;
+    memory::dims w_dims;
+    md_t any_src, any_dst, any_w;
+    if (s.kind == LayerKind::Dense) {
+      w_dims = {s.out, L_.in[0]};
+      w_canon = md_t(w_dims, dt::f32, tag::oi);
+      any_src = plain_md(batch_, L_.in);
+      any_dst = plain_md(batch_, L_.out);
+    } else {
+      const int64_t ic = L_.in[0], oc = s.out;
+      w_dims = {oc, ic, s.kernel, s.kernel};
+      // PyTorch layouts: Conv2d (out, in, k, k); ConvTranspose2d (in, out, k, k).
+      w_canon = md_t(w_dims, dt::f32, s.kind == LayerKind::Conv2d ? tag::oihw : tag::iohw);
+      any_src = md_t({batch_, ic, L_.in[1], L_.in[2]}, dt::f32, tag::any);
+      any_dst = md_t({batch_, oc, L_.out[1], L_.out[2]}, dt::f32, tag::any);
+    }
+    any_w = md_t(w_dims, dt::f32, tag::any);
+    const md_t b_md = has_bias ? md_t({s.out}, dt::f32, tag::a) : md_t();
+    const memory::dims strides = {s.stride, s.stride};
+    const memory::dims pl = {L_.pad_h.lo, L_.pad_w.lo}, pr = {L_.pad_h.hi, L_.pad_w.hi};
+
+    using namespace dnnl;
+    const auto P = prop_kind::forward_training;
+    switch (s.kind) {
+      case LayerKind::Dense: {
+        inner_product_forward::primitive_desc f(c.eng, P, any_src, any_w, b_md, any_dst);
+        inner_product_backward_data::primitive_desc bd(c.eng, any_src, any_w, any_dst, f);
+        inner_product_backward_weights::primitive_desc bw(c.eng, any_src, any_w, b_md, any_dst, f);
+        fwd_ = inner_product_forward(f), bwd_d_ = inner_product_backward_data(bd);
+        bwd_w_ = inner_product_backward_weights(bw);
+        set_mds(f, bd, bw);
+        break;
+      }
+      case LayerKind::Conv2d: {
+        const auto A = algorithm::convolution_direct;
+        convolution_forward::primitive_desc f(c.eng, P, A, any_src, any_w, b_md, any_dst, strides,
+                                              pl, pr);
+        convolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides, pl,
+                                                     pr, f);
+        convolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_w, b_md, any_dst,
+                                                        strides, pl, pr, f);
+        fwd_ = convolution_forward(f), bwd_d_ = convolution_backward_data(bd);
+        bwd_w_ = convolution_backward_weights(bw);
+        set_mds(f, bd, bw);
+        break;
+      }
+      default: {
+        const auto A = algorithm::deconvolution_direct;
+        deconvolution_forward::primitive_desc f(c.eng, P, A, any_src, any_w, b_md, any_dst, strides,
+                                                pl, pr);
+        deconvolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides,
+                                                       pl, pr, f);
+        deconvolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_w, b_md, any_dst,
+                                                          strides, pl, pr, f);
+        fwd_ = deconvolution_forward(f), bwd_d_ = deconvolution_backward_data(bd);
+        bwd_w_ = deconvolution_backward_weights(bw);
+        set_mds(f, bd, bw);
+        break;
+      }
+    }
+
+    // Forward operands.
+    src_ = adapt(c, in_, fwd_src_md_, &src_reorder_, true);
+    w_canon_ = memory(w_canon, c.eng, ps_.params() + wp.offset);
+    w_fwd_ = adapt(c, w_canon_, fwd_w_md_, &w_fwd_reorder_, true);
+    if (has_bias) b_ = memory(b_md, c.eng, ps_.params() + L_.params[1].offset);
+    out = memory(fwd_dst_md_, c.eng);
+    d_out = memory(fwd_dst_md_, c.eng);
+    // Backward-data operands.
+    dd_bd_ = adapt(c, d_out, bd_dst_md_, &dd_bd_reorder_, true);
+    w_bd_ = bd_w_md_ == fwd_w_md_ ? w_fwd_ : adapt(c, w_canon_, bd_w_md_, &w_bd_reorder_, true);
+    ds_ = adapt(c, d_in_, bd_src_md_, &ds_reorder_, false);
+    // Backward-weights operands.
+    src_bw_ = adapt(c, src_, bw_src_md_, &src_bw_reorder_, true);
+    dd_bw_ = bw_dst_md_ == bd_dst_md_ ? dd_bd_ : adapt(c, d_out, bw_dst_md_, &dd_bw_reorder_, true);
+    for (int slot = 0; slot < 2; ++slot) {
+      dw_canon_[slot] = memory(w_canon, c.eng, ps_.grad(slot) + wp.offset);
+      dw_[slot] = adapt(c, dw_canon_[slot], bw_w_md_, &dw_reorder_[slot], false);
+      if (has_bias) db_[slot] = memory(b_md, c.eng, ps_.grad(slot) + L_.params[1].offset);
+    }
+    if (has_bias) db_scratch_ = memory(b_md, c.eng);
+  }
+
+  void forward(bool training, uint64_t) override {
+    auto& s = c_.strm;
+    if (src_reorder_) src_reorder_->run(s);
+    if (w_version_ != ps_.version()) {
+      if (w_fwd_reorder_) w_fwd_reorder_->run(s);
+      w_version_ = ps_.version();
+    }
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src_}, {DNNL_ARG_WEIGHTS, w_fwd_}, {DNNL_ARG_DST, out}};
+    if (L_.spec.bias) args[DNNL_ARG_BIAS] = b_;
+    fwd_.execute(s, args);
+  }
+
+  void backward(bool need_d_in, int slot) override {
+    auto& s = c_.strm;
+    if (dd_bd_reorder_) dd_bd_reorder_->run(s);
+    if (need_d_in) {
+      if (w_bd_reorder_ && w_bd_version_ != ps_.version()) {
+        w_bd_reorder_->run(s);
+        w_bd_version_ = ps_.version();
+      }
+      bwd_d_.execute(
+          s, {{DNNL_ARG_DIFF_DST, dd_bd_}, {DNNL_ARG_WEIGHTS, w_bd_}, {DNNL_ARG_DIFF_SRC, ds_}});
+      if (ds_reorder_) ds_reorder_->run(s);
+    }
+    if (slot >= 0) {
+      if (src_bw_reorder_) src_bw_reorder_->run(s);
+      if (dd_bw_reorder_) dd_bw_reorder_->run(s);
+      std::unordered_map<int, memory> args{
+          {DNNL_ARG_SRC, src_bw_}, {DNNL_ARG_DIFF_DST, dd_bw_}, {DNNL_ARG_DIFF_WEIGHTS, dw_[slot]}};
+      if (L_.spec.bias) args[DNNL_ARG_DIFF_BIAS] = db_[slot];
+      bwd_w_.execute(s, args);
+      if (dw_reorder_[slot]) dw_reorder_[slot]->run(s);
+    }
+  }
+
+ private:
+  template <class F, class BD, class BW>
+  void set_mds(const F& f, const BD& bd, const BW& bw) {
+    fwd_src_md_ = f.src_desc(), fwd_w_md_ = f.weights_desc(), fwd_dst_md_ = f.dst_desc();
+    bd_src_md_ = bd.diff_src_desc(), bd_w_md_ = bd.weights_desc(), bd_dst_md_ = bd.diff_dst_desc();
+    bw_src_md_ = bw.src_desc(), bw_w_md_ = bw.diff_weights_desc(), bw_dst_md_ = bw.diff_dst_desc();
+  }
+
+  Ctx& c_;
+  const ResolvedLayer& L_;
+  HostParams& ps_;
+  int64_t batch_;
+  dnnl::primitive fwd_, bwd_d_, bwd_w_;
+  md_t fwd_src_md_, fwd_w_md_, fwd_dst_md_, bd_src_md_, bd_w_md_, bd_dst_md_, bw_src_md_, bw_w_md_,
+      bw_dst_md_;
+  memory src_, w_canon_, w_fwd_, b_, dd_bd_, w_bd_, ds_, src_bw_, dd_bw_, db_scratch_;
+  memory dw_canon_[2], dw_[2], db_[2];
+  std::optional<Reorder> src_reorder_, w_fwd_reorder_, dd_bd_reorder_, w_bd_reorder_, ds_reorder_,
+      src_bw_reorder_, dd_bw_reorder_, dw_reorder_[2];
+  uint64_t w_version_ = ~0ull, w_bd_version_ = ~0ull;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_weighted_layer(Ctx& c, const ResolvedLayer& L, HostParams& ps,
+                                           int64_t batch) {
+  return std::make_unique<WeightedLayer>(c, L, ps, batch);
+}
+
+}  // namespace dcgan::cpu
