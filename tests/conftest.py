@@ -22,3 +22,48 @@ def mnist_dir() -> Path:
         # Real-data tests are part of the contract: fail loudly instead of skipping.
         pytest.fail(f"real MNIST not found in {d}; set DCGAN_DATA to the folder holding mnist/")
     return d
+
+
+# ----------------------------------------------------------------------------- backends
+# Every test that takes the `device` fixture (directly, or through `core_on` below) runs once per
+# backend built into this installation and usable here: a new backend inherits the layer, step and
+# PyTorch-reference tests. Backends built but unusable (e.g. CUDA without a GPU) are reported as
+# skipped with the reason the core gives.
+def _backends():
+    import dcgan
+
+    return dcgan.backends()
+
+
+def _device_params():
+    out = []
+    for b in _backends():
+        marks = [] if b["available"] else [pytest.mark.skip(reason=f"{b['name']}: {b['unavailable_reason']}")]
+        out.append(pytest.param(b["name"], marks=marks, id=b["name"]))
+    return out
+
+
+@pytest.fixture(params=_device_params())
+def device(request) -> str:
+    return request.param
+
+
+class CoreOnDevice:
+    """``dcgan._core`` with ``Network`` and ``Trainer`` created on one backend: tests written
+    against ``core.Network(...)`` / ``core.Trainer(cfg)`` run unchanged on every backend."""
+
+    def __init__(self) -> None:
+        from dcgan import _core
+
+        self._core = _core
+        self.device = "cpu"
+
+    def Network(self, *args, **kwargs):
+        kwargs.setdefault("device", self.device)
+        return self._core.Network(*args, **kwargs)
+
+    def Trainer(self, cfg):
+        return self._core.Trainer({**cfg, "device": self.device})
+
+    def __getattr__(self, name):
+        return getattr(self._core, name)

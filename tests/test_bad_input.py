@@ -46,6 +46,9 @@ def test_wrong_dtype(trainer, dtype):
 
 def test_not_an_array(trainer):
     with pytest.raises(TypeError, match="NumPy array"):
+        trainer.fit({"images": 1}, steps=1, progress=False)
+    # A string is the path of a .npy file (issue 7): a missing one is named.
+    with pytest.raises(FileNotFoundError, match="images.npy"):
         trainer.fit("images.npy", steps=1, progress=False)
 
 

@@ -24,7 +24,16 @@ the finite differences never straddle it.
 import numpy as np
 import pytest
 
-from dcgan import _core as core
+from conftest import CoreOnDevice
+
+# Every test here runs on each available backend (the `device` fixture, tests/conftest.py).
+core = CoreOnDevice()
+
+
+@pytest.fixture(autouse=True)
+def _on_device(device):
+    core.device = device
+
 
 FWD_RTOL, FWD_ATOL = 1e-5, 1e-5
 GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-5

@@ -33,7 +33,15 @@ import numpy as np
 import pytest
 
 import dcgan
-from dcgan import _core as core
+from conftest import CoreOnDevice
+
+# Every test here runs on each available backend (the `device` fixture, tests/conftest.py).
+core = CoreOnDevice()
+
+
+@pytest.fixture(autouse=True)
+def _on_device(device):
+    core.device = device
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "mnist_step.npz")
 
@@ -241,6 +249,7 @@ def test_case_config_is_the_configs(case):
     name, fx = case
     cfg = case_config(fx)
     got = dict(cfg.core_config(), threads=0)
+    got.pop("device")  # the fixture describes the model and the step, not where it runs
     assert got == fx["config"], name
     if name.startswith("preset_"):
         assert cfg.preset_name == fx["meta"]["preset"] == name[7:].replace("_gray_k4", "")

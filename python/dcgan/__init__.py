@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Dict, List
 
 from .config import Config
 from .trainer import Callback, Generator, Trainer, prepare_images, _core
@@ -16,9 +16,19 @@ from . import callbacks
 from .callbacks import EarlyStop, HistoryLogger, ModelCheckpoint, SampleGrid
 
 __version__ = "0.1.0"
-onednn_version = ".".join(str(v) for v in _core.onednn_version)
 
-__all__ = ["Config", "Trainer", "Generator", "Callback", "SampleGrid", "ModelCheckpoint", "HistoryLogger",
+
+def backends() -> List[Dict[str, Any]]:
+    """The backends built into this installation, one dict each: ``name`` (what
+    ``Config.device`` takes), ``library`` (e.g. ``"oneDNN 3.2.0"``), ``detail`` (for the CPU, the
+    instruction set oneDNN dispatches to, e.g. ``"avx512_core_bf16"``), ``available`` and, when
+    not, ``unavailable_reason``."""
+    return [dict(b) for b in _core.backends()]
+
+
+onednn_version = next(b["library"].split()[-1] for b in backends() if b["name"] == "cpu")
+
+__all__ = ["backends", "Config", "Trainer", "Generator", "Callback", "SampleGrid", "ModelCheckpoint", "HistoryLogger",
            "EarlyStop", "prepare_images", "callbacks", "datasets", "plot", "__version__"]
 
 

@@ -32,11 +32,16 @@ VERSION = 1
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def write(path: PathLike, meta: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> Path:
-    """Atomically writes ``arrays`` and ``meta`` to ``path`` (.npz)."""
+def npz_path(path: PathLike) -> Path:
+    """The file a checkpoint named ``path`` lives in: ``path`` itself when it ends in ``.npz``,
+    else ``path`` + ``.npz`` (``"run"`` -> ``run.npz``, ``"run.v2"`` -> ``run.v2.npz``)."""
     path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
+def write(path: PathLike, meta: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> Path:
+    """Atomically writes ``arrays`` and ``meta`` to :func:`npz_path` of ``path``; returns it."""
+    path = npz_path(path)
     entries = dict(arrays)
     entries["meta.json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **entries))
@@ -44,10 +49,13 @@ def write(path: PathLike, meta: Dict[str, Any], arrays: Dict[str, np.ndarray]) -
 
 
 def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-    """Reads a checkpoint; raises ValueError for anything that is not an intact one."""
+    """Reads a checkpoint written to ``path`` (with or without ``.npz``, as :func:`write` was
+    given it); raises ValueError for anything that is not an intact one."""
     path = Path(path)
+    if not path.is_file() and npz_path(path).is_file():
+        path = npz_path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise FileNotFoundError(f"no checkpoint at {path}" + ("" if path.suffix == ".npz" else f" or {npz_path(path)}"))
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -24,7 +24,8 @@ class Config:
 
     Optimiser: Adam with ``lr``/``beta1``/``beta2`` for both networks; ``lr_g``, ``lr_d``,
     ``betas_g``, ``betas_d`` override per network. ``threads=0`` uses every core (or
-    ``OMP_NUM_THREADS``). The data range follows the generator's output activation:
+    ``OMP_NUM_THREADS``). ``device`` picks the backend by name (``"cpu"`` by default; the
+    names built in are listed by :func:`dcgan.backends`). The data range follows the generator's output activation:
     ``tanh`` -> [-1, 1], ``sigmoid`` -> [0, 1]; :meth:`Trainer.fit` scales inputs to it.
     """
 
@@ -59,6 +60,8 @@ class Config:
     bn_eps: float = 1e-3
     seed: int = 0
     threads: int = 0
+    # The backend that runs the step: "cpu", or another name from dcgan.backends().
+    device: str = "cpu"
     # Custom architectures: layer lists that replace the preset's networks.
     generator: Optional[List[Dict[str, Any]]] = None
     discriminator: Optional[List[Dict[str, Any]]] = None
@@ -228,6 +231,7 @@ class Config:
             "lr_g": self.effective_lr_g, "lr_d": self.effective_lr_d,
             "beta1_g": bg[0], "beta2_g": bg[1], "beta1_d": bd[0], "beta2_d": bd[1],
             "adam_eps": self.adam_eps, "noise": self.noise, "seed": self.seed, "threads": self.threads,
+            "device": self.device,
         }
 
     # ------------------------------------------------------------------ checks and (de)serialisation
@@ -281,6 +285,8 @@ class Config:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             raise ValueError(f"threads must be an integer >= 0 (0 = all cores), got {self.threads!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device must be a backend name such as 'cpu' (see dcgan.backends()), got {self.device!r}")
         if self.joint and (self.n_critic != 1 or self.g_steps != 1):
             raise ValueError("joint=True (one forward pass feeds both updates) needs n_critic=1 and g_steps=1")
         for name in ("generator", "discriminator"):

@@ -5,9 +5,11 @@ once and then asks for chunks of steps, collecting the per-step statistics.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -33,57 +35,185 @@ def prepare_images(x: Any, image_shape: Sequence[int], data_range: Tuple[float, 
     0..255 if they lie in [0, 255], and rejected otherwise. The values are then mapped linearly
     onto ``data_range`` ([-1, 1] for tanh generators, [0, 1] for sigmoid ones).
     """
+    src = data_source(x, image_shape, data_range, input_range, name)
     c, h, w = (int(v) for v in image_shape)
+    stored = src.array if src.array is not None else np.load(src.path, mmap_mode="r")
+    out = stored.astype(np.float32)  # a copy: the caller's array is never modified
+    if src.layout == "nhwc":
+        out = out.transpose(0, 3, 1, 2)
+    if src.scale is not None:
+        sub, mul, add = (np.float32(v) for v in src.scale)
+        out = (out - sub) * mul + add
+    return np.ascontiguousarray(out, dtype=np.float32).reshape(-1, c, h, w)
+
+
+# Elements per chunk when a float dataset is scanned for its range (no full-size temporaries, so a
+# memory-mapped or file dataset is read once, a chunk at a time).
+_SCAN_CHUNK = 1 << 24
+
+
+def _image_layout(shape: Tuple[int, ...], image_shape: Sequence[int], name: str) -> str:
+    """'nchw' or 'nhwc' for stored images of ``shape`` (N first), or a ValueError."""
+    c, h, w = (int(v) for v in image_shape)
+    if len(shape) == 3 and c == 1 and tuple(shape[1:]) == (h, w):
+        return "nchw"
+    if len(shape) == 4 and tuple(shape[1:]) == (c, h, w):
+        return "nchw"
+    if len(shape) == 4 and tuple(shape[1:]) == (h, w, c):
+        return "nhwc"
+    layouts = f"(N, {c}, {h}, {w}) or (N, {h}, {w}, {c})" + (f" or (N, {h}, {w})" if c == 1 else "")
+    raise ValueError(f"{name} has shape {tuple(shape)}; expected {layouts} for image_shape "
+                     f"{(c, h, w)} (resize the images or set Config.image_shape)")
+
+
+def _check_dtype(dtype: np.dtype, name: str) -> None:
+    if dtype == np.bool_ or not (np.issubdtype(dtype, np.floating) or dtype == np.uint8):
+        raise TypeError(f"{name} must be uint8 or floating point images, got dtype {dtype}")
+
+
+def _scan_range(chunks: Iterable[np.ndarray], shape: Tuple[int, ...], name: str) -> Tuple[float, float]:
+    """(min, max) over float chunks of an array of ``shape``; ValueError at the first NaN or Inf."""
+    mn, mx, seen = np.inf, -np.inf, 0
+    for ch in chunks:
+        flat = ch.reshape(-1)
+        finite = np.isfinite(flat)
+        if not finite.all():
+            at = np.unravel_index(seen + int(np.argmin(finite)), shape)
+            raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in at)})")
+        mn, mx = min(mn, float(flat.min())), max(mx, float(flat.max()))
+        seen += flat.size
+    return mn, mx
+
+
+def _source_range(dtype: np.dtype, scan: Callable[[], Tuple[float, float]],
+                  input_range: Optional[Tuple[float, float]], name: str) -> Tuple[float, float]:
+    """The range stored values are read in (see :func:`prepare_images`)."""
+    if dtype == np.uint8:
+        return (0.0, 255.0)
+    mn, mx = scan()
+    if input_range is not None:
+        src = (float(input_range[0]), float(input_range[1]))
+        if not src[1] > src[0]:
+            raise ValueError(f"input_range must be (low, high) with high > low, got {input_range}")
+        if mn < src[0] or mx > src[1]:
+            raise ValueError(f"{name} has values in [{mn:g}, {mx:g}], outside the declared "
+                             f"input_range {src}")
+        return src
+    if mn >= 0.0 and mx <= 1.0:
+        return (0.0, 1.0)
+    if mn >= -1.0 and mx <= 1.0:
+        return (-1.0, 1.0)
+    if mn >= 0.0 and mx <= 255.0:
+        return (0.0, 255.0)
+    raise ValueError(f"{name} has values in [{mn:g}, {mx:g}]; expected [0, 1], [-1, 1] or "
+                     f"[0, 255] (or pass input_range=(low, high))")
+
+
+def _affine(src: Tuple[float, float], data_range: Tuple[float, float]) -> Optional[Tuple[float, float, float]]:
+    """(sub, mul, add) with value = (x - sub) * mul + add mapping ``src`` onto ``data_range``,
+    or None when they are the same range. The core applies it per batch in float32, as
+    :func:`prepare_images` does on the whole array."""
+    lo, hi = data_range
+    if src == (lo, hi):
+        return None
+    return (src[0], float(np.float32((hi - lo) / (src[1] - src[0]))), lo)
+
+
+class DataSource:
+    """Training images as the core will hold them: an array (in memory or memory-mapped, never
+    converted as a whole) or a ``.npy`` file read per batch."""
+
+    def __init__(self, n: int, layout: str, dtype: np.dtype, scale: Optional[Tuple[float, float, float]],
+                 array: Optional[np.ndarray] = None, path: Optional[str] = None, offset: int = 0) -> None:
+        self.n, self.layout, self.dtype, self.scale = n, layout, np.dtype(dtype), scale
+        self.array, self.path, self.offset = array, path, offset
+
+    def attach(self, core: Any) -> None:
+        if self.array is not None:
+            core.set_data(self.array, self.layout, self.scale)
+        else:
+            core.set_data_file(self.path, self.offset, self.n, self.dtype.name, self.layout, self.scale)
+
+
+def data_source(x: Any, image_shape: Sequence[int], data_range: Tuple[float, float],
+                input_range: Optional[Tuple[float, float]] = None, name: str = "x") -> DataSource:
+    """Checks training images and describes how the core reads them, without copying them.
+
+    ``x``: a NumPy array (or ``np.memmap``) in one of :func:`prepare_images`' layouts, or the
+    path of a ``.npy`` file holding one (read a batch at a time: the file may be larger than
+    memory). uint8 and float32 arrays are held as given, NCHW or NHWC; the core gathers,
+    converts and scales each batch. Other float dtypes are converted to float32 once, and a
+    non-contiguous array is made contiguous once.
+    """
+    if isinstance(x, (str, os.PathLike)):
+        return _npy_source(Path(x), image_shape, data_range, input_range)
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
-    if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.floating) or x.dtype == np.uint8):
-        raise TypeError(f"{name} must be uint8 or floating point images, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a NumPy array or the path of a .npy file, got {type(x).__name__}")
+    _check_dtype(x.dtype, name)
+    c, h, w = (int(v) for v in image_shape)
     if x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape}); expected images of shape (N, {c}, {h}, {w})")
-    if x.dtype != np.uint8:
-        finite = np.isfinite(x)
-        if not finite.all():
-            bad = np.argwhere(~finite)[0]
-            raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
-    if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
-        x = x[:, None, :, :]
-    elif x.ndim == 4 and x.shape[1:] == (c, h, w):
-        pass
-    elif x.ndim == 4 and x.shape[1:] == (h, w, c):
-        x = x.transpose(0, 3, 1, 2)
-    else:
-        layouts = f"(N, {c}, {h}, {w}) or (N, {h}, {w}, {c})" + (f" or (N, {h}, {w})" if c == 1 else "")
-        raise ValueError(f"{name} has shape {x.shape}; expected {layouts} for image_shape "
-                         f"{(c, h, w)} (resize the images or set Config.image_shape)")
-    lo, hi = data_range
-    if x.dtype == np.uint8:
-        src = (0.0, 255.0)
-        out = x.astype(np.float32)
-    else:
-        out = x.astype(np.float32)
-        mn, mx = float(out.min()), float(out.max())
-        if input_range is not None:
-            src = (float(input_range[0]), float(input_range[1]))
-            if not src[1] > src[0]:
-                raise ValueError(f"input_range must be (low, high) with high > low, got {input_range}")
-            if mn < src[0] or mx > src[1]:
-                raise ValueError(f"{name} has values in [{mn:g}, {mx:g}], outside the declared "
-                                 f"input_range {src}")
-        elif mn >= 0.0 and mx <= 1.0:
-            src = (0.0, 1.0)
-        elif mn >= -1.0 and mx <= 1.0:
-            src = (-1.0, 1.0)
-        elif mn >= 0.0 and mx <= 255.0:
-            src = (0.0, 255.0)
-        else:
-            raise ValueError(f"{name} has values in [{mn:g}, {mx:g}]; expected [0, 1], [-1, 1] or "
-                             f"[0, 255] (or pass input_range=(low, high))")
-    scale = (hi - lo) / (src[1] - src[0])
-    if src != (lo, hi):
-        out = (out - np.float32(src[0])) * np.float32(scale) + np.float32(lo)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    layout = _image_layout(x.shape, image_shape, name)
+    if x.dtype != np.uint8 and x.dtype != np.float32:
+        x = x.astype(np.float32)
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    flat, shape = x.reshape(-1), x.shape
+    scan = lambda: _scan_range((flat[i:i + _SCAN_CHUNK] for i in range(0, flat.size, _SCAN_CHUNK)), shape, name)
+    src = _source_range(x.dtype, scan, input_range, name)
+    if x.ndim == 3:
+        x = x.reshape(x.shape[0], 1, h, w)
+    return DataSource(x.shape[0], layout, x.dtype, _affine(src, data_range), array=x)
+
+
+def _npy_source(path: Path, image_shape: Sequence[int], data_range: Tuple[float, float],
+                input_range: Optional[Tuple[float, float]]) -> DataSource:
+    name = str(path)
+    if path.suffix != ".npy":
+        raise ValueError(f"{name}: training data on disk must be a .npy file (np.save), got {path.suffix or 'no suffix'!r}")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            offset = f.tell()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no data file at {name}") from None
+    except (ValueError, OSError, SyntaxError) as e:
+        raise ValueError(f"{name} is not a readable .npy file: {e}") from e
+    _check_dtype(dtype, name)
+    if dtype not in (np.dtype(np.uint8), np.dtype("<f4")):
+        raise TypeError(f"{name} holds {dtype} images; a .npy read per batch must be uint8 or "
+                        f"little-endian float32 (convert it once with np.save)")
+    if fortran:
+        raise ValueError(f"{name} is stored in Fortran order; save a C-ordered array (np.ascontiguousarray)")
+    if int(np.prod(shape)) == 0:
+        raise ValueError(f"{name} holds no images (shape {shape})")
+    layout = _image_layout(shape, image_shape, name)
+    n, per = int(shape[0]), int(np.prod(shape[1:]))
+    need = offset + n * per * dtype.itemsize
+    if path.stat().st_size < need:
+        raise ValueError(f"{name} is truncated: {path.stat().st_size} bytes, its header promises {need}")
+
+    def scan() -> Tuple[float, float]:
+        def chunks():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                left = n * per
+                while left:
+                    k = min(left, _SCAN_CHUNK)
+                    yield np.fromfile(f, dtype=dtype, count=k)
+                    left -= k
+        return _scan_range(chunks(), tuple(shape), name)
+
+    src = _source_range(dtype, scan, input_range, name)
+    return DataSource(n, layout, dtype, _affine(src, data_range), path=str(path), offset=offset)
 
 
 # --------------------------------------------------------------------------------------- callbacks
@@ -159,7 +289,7 @@ class Trainer:
         self._core = _core.Trainer(cfg.core_config())
         self.history: Dict[str, List[float]] = {k: [] for k in HISTORY_KEYS + ("epoch",)}
         self.stop_training = False  # set by a callback to end fit() after the current step
-        self._data: Optional[np.ndarray] = None
+        self._data: Optional[DataSource] = None
 
     # ---------------------------------------------------------------- properties
     @property
@@ -179,9 +309,12 @@ class Trainer:
             input_range: Optional[Tuple[float, float]] = None) -> Dict[str, List[float]]:
         """Trains on images ``x`` for ``epochs`` epochs (default ``cfg.epochs``) or ``steps`` steps.
 
-        ``x``: uint8 or float images shaped (N, H, W), (N, C, H, W) or (N, H, W, C); see
-        :func:`prepare_images` for the scaling rule. Each epoch visits a fresh seeded shuffle of
-        the data in batches of ``cfg.batch_size`` (the last incomplete batch is dropped).
+        ``x``: uint8 or float images shaped (N, H, W), (N, C, H, W) or (N, H, W, C), as an array,
+        an ``np.memmap``, or the path of a ``.npy`` file (read a batch at a time, so it may be
+        larger than memory); see :func:`prepare_images` for the scaling rule. The data is held as
+        given (uint8 stays uint8); each batch is gathered, converted and scaled by the backend.
+        Each epoch visits a fresh seeded shuffle of the data in batches of ``cfg.batch_size``
+        (the last incomplete batch is dropped).
         Ctrl-C stops at a step boundary; the trainer stays consistent and ``fit`` can be called
         again to continue. Returns :attr:`history`.
         """
@@ -190,14 +323,15 @@ class Trainer:
         for name, v in (("epochs", epochs), ("steps", steps)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        data = prepare_images(x, self.cfg.image_shape, self.cfg.data_range, input_range)
-        n, bs = data.shape[0], self.cfg.batch_size
-        if n < bs:
+        src = data_source(x, self.cfg.image_shape, self.cfg.data_range, input_range)
+        n, bs = src.n, self.cfg.batch_size
+        global_bs = bs * self._core.world_size
+        if n < global_bs:
             raise ValueError(f"x has {n} images, fewer than one batch (batch_size={bs}); "
                              f"give more data or a smaller batch_size")
-        self._core.set_data(data)
-        self._data = data  # the core reads this memory during run()
-        spe = n // bs
+        src.attach(self._core)
+        self._data = src  # the core reads this memory during run()
+        spe = self._core.steps_per_epoch()
         total = int(steps) if steps is not None else spe * int(epochs if epochs is not None else self.cfg.epochs)
         cbs = list(callbacks or [])
         bar = self._progress_bar(total) if progress else None
@@ -210,10 +344,8 @@ class Trainer:
             try:
                 while done < total and not self.stop_training and not interrupt.requested:
                     st = self._core.get_train_state()
-                    epoch, cursor = int(st["epoch"]), int(st["cursor"])
-                    if cursor + bs > n:  # the next step starts a new epoch
-                        epoch, cursor = epoch + 1, 0
-                    left_in_epoch = spe - cursor // bs
+                    epoch = int(st["epoch"]) + (1 if int(st["cursor"]) + global_bs > n else 0)
+                    left_in_epoch = self._core.steps_left_in_epoch()
                     want = 1 if per_step is None else max(1, int(chunk_seconds / max(per_step, 1e-6)))
                     k = min(want, total - done, left_in_epoch)
                     for cb in cbs:  # end chunks where a callback acts "every N steps"
