@@ -337,12 +337,12 @@ class Trainer:
     # ---------------------------------------------------------------- history export
     def history_to_csv(self, path: Any) -> Any:
         """Writes the per-step history as CSV (step, epoch, d_loss, g_loss, d_real, d_fake)."""
-        from .plot import save_history_csv
+        from .history import save_history_csv
         return save_history_csv(self.history, path)
 
     def history_to_json(self, path: Any) -> Any:
         """Writes the per-step history as a JSON object of lists (atomic write)."""
-        from .plot import save_history_json
+        from .history import save_history_json
         return save_history_json(self.history, path)
 
     # ---------------------------------------------------------------- checkpoints
