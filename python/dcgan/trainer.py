@@ -14,6 +14,7 @@ import numpy as np
 
 from . import checkpoint
 from ._loader import load_core
+from .callbacks import Callback, CallbackLike, _call  # noqa: F401 (Callback: dcgan.trainer.Callback)
 from .config import Config
 
 _core = load_core()
@@ -87,25 +88,7 @@ def prepare_images(x: Any, image_shape: Sequence[int], data_range: Tuple[float, 
 
 
 # --------------------------------------------------------------------------------------- callbacks
-class Callback:
-    """Base class for training callbacks (Keras-style); override what you need."""
-
-    def on_step(self, trainer: "Trainer", step: int, stats: Dict[str, float]) -> None:
-        pass
-
-    def on_epoch_end(self, trainer: "Trainer", epoch: int) -> None:
-        pass
-
-
-CallbackLike = Union[Callback, Callable[["Trainer", int], None], Any]
-
-
-def _call(cb: CallbackLike, method: str, *args: Any) -> None:
-    fn = getattr(cb, method, None)
-    if fn is not None:
-        fn(*args)
-    elif method == "on_epoch_end" and callable(cb) and not hasattr(cb, "on_step"):
-        cb(*args)  # a plain function is an on_epoch_end callback
+# Callback, CallbackLike and _call live in dcgan/callbacks.py.
 
 
 class _StopOnInterrupt:
