@@ -162,7 +162,7 @@ def stub_cli(monkeypatch):
         pytest.skip("dcgan.Config not available yet")
     monkeypatch.setattr(dcgan, "Trainer", StubTrainer, raising=False)
     StubTrainer.instances.clear()
-    from dcgan.__main__ import main
+    from dcgan.cli import main
 
     return main
 
@@ -243,7 +243,7 @@ TINY = {"preset": "mnist", "g_width": 4, "d_width": 4, "batch_size": 8, "threads
 
 @pytest.fixture
 def cli():
-    from dcgan.__main__ import main
+    from dcgan.cli import main
 
     return main
 
