@@ -162,7 +162,7 @@ def stub_cli(monkeypatch):
         pytest.skip("dcgan.Config not available yet")
     monkeypatch.setattr(dcgan, "Trainer", StubTrainer, raising=False)
     StubTrainer.instances.clear()
-    from dcgan.__main__ import main
+    from dcgan.cli import main
 
     return main
 
@@ -243,7 +243,7 @@ TINY = {"preset": "mnist", "g_width": 4, "d_width": 4, "batch_size": 8, "threads
 
 @pytest.fixture
 def cli():
-    from dcgan.__main__ import main
+    from dcgan.cli import main
 
     return main
 
@@ -504,7 +504,7 @@ def test_download_offline_is_a_clean_error(cli, tmp_path, capsys, monkeypatch):
     def offline(url, dest, timeout=None):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(datasets, "_fetch", offline)
+    monkeypatch.setattr(datasets.download, "_fetch", offline)
     monkeypatch.setenv("DCGAN_CACHE", str(tmp_path / "cache"))
     rc = cli(["train", "--config", str(write_config(tmp_path / "c.json")), "--download", "--data",
               str(tmp_path), "--out", str(tmp_path / "o")])

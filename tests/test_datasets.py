@@ -287,7 +287,7 @@ def test_fashion_mnist_synthetic(tmp_path, monkeypatch):
 
 def test_fashion_mnist_missing_message(tmp_path, monkeypatch):
     monkeypatch.setenv("DCGAN_DATA", str(tmp_path))
-    monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM_DIRS", (str(tmp_path / "none"),))
+    monkeypatch.setattr(datasets.idx, "FASHION_MNIST_SYSTEM_DIRS", (str(tmp_path / "none"),))
     with pytest.raises(FileNotFoundError, match="Fashion-MNIST.*fashion-mnist"):
         load_fashion_mnist()
 
@@ -591,7 +591,7 @@ def no_network(monkeypatch):
         tried.append(url)
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(datasets, "_fetch", fetch)
+    monkeypatch.setattr(datasets.download, "_fetch", fetch)
     return tried
 
 
@@ -615,7 +615,7 @@ def test_download_offline_cifar_and_fashion(tmp_path, no_network, monkeypatch):
     msg = str(e.value)
     assert "cifar-10-python.tar.gz" in msg and str(tmp_path / "cifar10") in msg
     assert "cifar-10-batches-py" in msg and "c58f30108f718f92721af3b95e74349a" in msg
-    monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM_DIRS", ())
+    monkeypatch.setattr(datasets.idx, "FASHION_MNIST_SYSTEM_DIRS", ())
     with pytest.raises(datasets.DownloadError, match=r"Fashion-MNIST.*train-images-idx3-ubyte\.gz.*fashion-mnist"):
         load_fashion_mnist(download=True)
     assert no_network[-1].startswith("http://fashion-mnist.s3-website")

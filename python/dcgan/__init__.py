@@ -11,9 +11,9 @@ import importlib
 from typing import Any, Dict, List
 
 from .config import Config
-from .trainer import Callback, Generator, Trainer, prepare_images, _core
+from .trainer import Generator, Trainer, prepare_images, _core
 from . import callbacks
-from .callbacks import EarlyStop, HistoryLogger, ModelCheckpoint, SampleGrid
+from .callbacks import Callback, EarlyStop, HistoryLogger, ModelCheckpoint, SampleGrid
 
 __version__ = "0.1.0"
 

@@ -29,16 +29,38 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
-from .trainer import Callback
+if TYPE_CHECKING:  # only for annotations: trainer.py imports this module
+    from .trainer import Trainer
 
-__all__ = ["SampleGrid", "ModelCheckpoint", "HistoryLogger", "EarlyStop", "SAMPLE_SEED_OFFSET"]
+__all__ = ["Callback", "SampleGrid", "ModelCheckpoint", "HistoryLogger", "EarlyStop", "SAMPLE_SEED_OFFSET"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Default seed of the fixed sample noise: ``cfg.seed + SAMPLE_SEED_OFFSET`` (as the command line).
 SAMPLE_SEED_OFFSET = 0x5EED
+
+
+class Callback:
+    """Base class for training callbacks (Keras-style); override what you need."""
+
+    def on_step(self, trainer: "Trainer", step: int, stats: Dict[str, float]) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int) -> None:
+        pass
+
+
+CallbackLike = Union[Callback, Callable[["Trainer", int], None], Any]
+
+
+def _call(cb: CallbackLike, method: str, *args: Any) -> None:
+    fn = getattr(cb, method, None)
+    if fn is not None:
+        fn(*args)
+    elif method == "on_epoch_end" and callable(cb) and not hasattr(cb, "on_step"):
+        cb(*args)  # a plain function is an on_epoch_end callback
 
 
 def _check_every(every_steps: Optional[int], every_epoch: Optional[bool], default_epoch: bool = True

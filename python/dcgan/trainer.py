@@ -16,6 +16,7 @@ import numpy as np
 
 from . import checkpoint
 from ._loader import load_core
+from .callbacks import Callback, CallbackLike, _call  # noqa: F401 (Callback: dcgan.trainer.Callback)
 from .config import Config
 
 _core = load_core()
@@ -217,25 +218,7 @@ def _npy_source(path: Path, image_shape: Sequence[int], data_range: Tuple[float,
 
 
 # --------------------------------------------------------------------------------------- callbacks
-class Callback:
-    """Base class for training callbacks (Keras-style); override what you need."""
-
-    def on_step(self, trainer: "Trainer", step: int, stats: Dict[str, float]) -> None:
-        pass
-
-    def on_epoch_end(self, trainer: "Trainer", epoch: int) -> None:
-        pass
-
-
-CallbackLike = Union[Callback, Callable[["Trainer", int], None], Any]
-
-
-def _call(cb: CallbackLike, method: str, *args: Any) -> None:
-    fn = getattr(cb, method, None)
-    if fn is not None:
-        fn(*args)
-    elif method == "on_epoch_end" and callable(cb) and not hasattr(cb, "on_step"):
-        cb(*args)  # a plain function is an on_epoch_end callback
+# Callback, CallbackLike and _call live in dcgan/callbacks.py.
 
 
 class _StopOnInterrupt:
@@ -469,12 +452,12 @@ class Trainer:
     # ---------------------------------------------------------------- history export
     def history_to_csv(self, path: Any) -> Any:
         """Writes the per-step history as CSV (step, epoch, d_loss, g_loss, d_real, d_fake)."""
-        from .plot import save_history_csv
+        from .history import save_history_csv
         return save_history_csv(self.history, path)
 
     def history_to_json(self, path: Any) -> Any:
         """Writes the per-step history as a JSON object of lists (atomic write)."""
-        from .plot import save_history_json
+        from .history import save_history_json
         return save_history_json(self.history, path)
 
     # ---------------------------------------------------------------- checkpoints
