@@ -32,7 +32,7 @@ ANCHOR = ROOT.parent / "shared" / "anchors" / "torch_dcgan.py"
 ANCHOR_ARCH = {"mnist": "mnist", "mlp": "mlp", "cifar10": "cifar10", "dcgan64": "dcgan64k5"}
 
 
-def time_dcgan(preset: str, batch: int, threads: int, seconds: float) -> float:
+def time_dcgan(preset: str, batch: int, threads: int, seconds: float, uint8: bool = False) -> float:
     import dcgan
 
     # The anchor's loop exactly: one D step on real and on fake, then one G step through the
@@ -44,10 +44,14 @@ def time_dcgan(preset: str, batch: int, threads: int, seconds: float) -> float:
     lo, hi = cfg.data_range
     # Like the anchor: uniform random images in the data range (speed does not depend on them).
     x = rng.uniform(lo, hi, size=(batch * 16,) + tuple(cfg.image_shape)).astype(np.float32)
-    tr.fit(x, steps=5, progress=False, input_range=(lo, hi))  # warm-up: primitive creation
+    rng_arg = dict(input_range=(lo, hi))
+    if uint8:  # what a loader returns: uint8 NHWC, converted and scaled per batch by the core
+        c, h, w = cfg.image_shape
+        x, rng_arg = rng.integers(0, 256, size=(batch * 16, h, w, c), dtype=np.uint8), {}
+    tr.fit(x, steps=5, progress=False, **rng_arg)  # warm-up: primitive creation
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        tr.fit(x, steps=10, progress=False, input_range=(lo, hi))
+        tr.fit(x, steps=10, progress=False, **rng_arg)
         steps += 10
     return steps * batch / (time.perf_counter() - t0)
 
@@ -72,6 +76,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--no-anchor", action="store_true", help="time dcgan only")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--uint8", action="store_true",
+                    help="feed dcgan uint8 NHWC images (converted per batch) instead of float32 NCHW")
     a = ap.parse_args()
     # Each side runs its own OpenMP pool; pin both to the same thread count.
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
@@ -89,13 +95,14 @@ def main() -> None:
     for preset in a.presets.split(","):
         ours, theirs = [], []
         for r in range(a.rounds):
-            ours.append(time_dcgan(preset, a.batch, a.threads, a.seconds))
+            ours.append(time_dcgan(preset, a.batch, a.threads, a.seconds, a.uint8))
             if not a.no_anchor and preset in ANCHOR_ARCH:
                 theirs.append(time_anchor(ANCHOR_ARCH[preset], a.batch, a.threads, a.seconds))
             print(f"# round {r}: {preset} dcgan {ours[-1]:.1f} img/s"
                   + (f", pytorch {theirs[-1]:.1f} img/s" if theirs else ""), flush=True)
         mo = statistics.median(ours)
-        rec = dict(preset=preset, batch=a.batch, threads=a.threads, dcgan_img_s=round(mo, 1))
+        rec = dict(preset=preset, batch=a.batch, threads=a.threads, data="uint8" if a.uint8 else "float32",
+                   dcgan_img_s=round(mo, 1))
         if theirs:
             mt = statistics.median(theirs)
             rec.update(pytorch_img_s=round(mt, 1), ratio=round(mo / mt, 3))
@@ -106,8 +113,10 @@ def main() -> None:
                 cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
             except Exception:
                 pass
-            print(f"| {datetime.date.today()} | {preset} | {a.batch} | {a.threads} | {mo:.1f} | "
-                  f"{rec.get('pytorch_img_s', '-')} | {rec.get('ratio', '-')} | {cpu}, {os.cpu_count()} cores | "
+            isa = (next(b["detail"] for b in dcgan.backends() if b["name"] == "cpu")
+                   if hasattr(dcgan, "backends") else "ISA not reported (dcgan < issue 7)")
+            print(f"| {datetime.date.today()} | {preset}{' (uint8)' if a.uint8 else ''} | {a.batch} | {a.threads} | {mo:.1f} | "
+                  f"{rec.get('pytorch_img_s', '-')} | {rec.get('ratio', '-')} | {cpu}, {os.cpu_count()} cores, {isa} | "
                   f"dcgan {dcgan.__version__} (oneDNN {dcgan.onednn_version}), torch {torch_version} |")
 
 

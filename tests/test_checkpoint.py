@@ -160,3 +160,25 @@ def test_custom_config_round_trips(tmp_path):
     assert dcgan.Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     p = dcgan.Trainer(cfg).save(tmp_path / "custom.npz")
     assert dcgan.Trainer.load(p).cfg == cfg
+
+
+def test_save_and_load_take_the_same_path(tmp_path, images):
+    """save(p) and load(p) accept the same path, with or without .npz (issue 7)."""
+    tr = dcgan.Trainer(small_cfg())
+    tr.fit(images, steps=3, progress=False)
+    written = tr.save(tmp_path / "run")
+    assert written == tmp_path / "run.npz" and written.is_file()
+    assert not (tmp_path / "run").exists()
+    for p in (tmp_path / "run", str(tmp_path / "run"), tmp_path / "run.npz"):
+        back = dcgan.Trainer.load(p)
+        assert back.step_count == 3
+        for name, w in tr.weights("generator").items():
+            np.testing.assert_array_equal(back.weights("generator")[name], w)
+    np.testing.assert_array_equal(dcgan.Generator.load(tmp_path / "run").generate(4, seed=1),
+                                  tr.generate(4, seed=1))
+    g = tr.save_generator(tmp_path / "gen.v2")
+    assert g.name == "gen.v2.npz"
+    np.testing.assert_array_equal(dcgan.Generator.load(tmp_path / "gen.v2").generate(4, seed=1),
+                                  tr.generate(4, seed=1))
+    with pytest.raises(FileNotFoundError, match=r"nope or .*nope\.npz"):
+        dcgan.Trainer.load(tmp_path / "nope")

@@ -476,7 +476,7 @@ class PyNetwork {
         plan_(plan_network("network", in_shape, parse_layers(layers))),
         batch_(batch) {
     if (batch <= 0) throw InvalidArgument("batch must be positive");
-    ps_ = be_->make_params(plan_.n_params, plan_.n_state);
+    ps_ = be_->make_params(plan_.n_params, plan_.n_state, 1);
     std::vector<float> w(plan_.n_params), s(plan_.n_state);
     init_parameters(plan_, seed, 0, w.data(), s.data());
     ps_->write(Buf::Params, 0, w.data(), plan_.n_params);

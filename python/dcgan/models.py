@@ -1,7 +1,9 @@
 """Network descriptions: the layer lists the C++ core builds, made from a :class:`Config`.
 
 Each builder returns ``(generator_layers, discriminator_layers)``; a layer is a dict such as
-``{"type": "conv2d", "out": 64, "kernel": 5, "stride": 2, "padding": "same"}``. The core infers
+``{"type": "conv2d", "out": 64, "kernel": 5, "stride": 2, "padding": "same"}``, made by
+:func:`layer`, which checks each kind's fields against the core's layer-kind table (the same
+table the core's planner, parser and backends read). The core infers
 every shape from these lists and rejects inconsistent ones with a message naming the layer.
 
 Every architecture is a *family*: the source document's network is the preset's values of
@@ -17,7 +19,7 @@ the cross-entropy of the probability, the core takes the cross-entropy of the lo
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
@@ -26,34 +28,61 @@ Layer = Dict[str, object]
 Builder = Callable[["Config"], Tuple[List[Layer], List[Layer]]]
 
 
+def layer_kinds() -> Dict[str, Dict[str, Any]]:
+    """The core's layer-kind table: for each kind (``"conv2d"``, ...) its ``fields`` (type,
+    default, doc), whether it ``has_params``, and its ``shape_rule``."""
+    global _KINDS
+    if _KINDS is None:
+        from ._loader import load_core
+        _KINDS = load_core().layer_kinds()
+    return _KINDS
+
+
+_KINDS: Optional[Dict[str, Dict[str, Any]]] = None
+
+
+def layer(kind: str, **fields: Any) -> Layer:
+    """A layer dict for the core, checked against :func:`layer_kinds`: an unknown kind or a field
+    the kind does not take raises ValueError naming what it does take."""
+    kinds = layer_kinds()
+    if kind not in kinds:
+        raise ValueError(f"unknown layer type {kind!r}; expected one of: {', '.join(kinds)}")
+    allowed = kinds[kind]["fields"]
+    for name in fields:
+        if name not in allowed:
+            raise ValueError(f"layer {kind!r} has no field {name!r}; it takes "
+                             f"{', '.join(allowed) or 'no fields'}")
+    return {"type": kind, **fields}
+
+
 def _init(cfg: "Config") -> Layer:
     return {"init": cfg.init, "init_std": cfg.init_std}
 
 
 def _bn(cfg: "Config") -> Layer:
-    return {"type": "batchnorm", "momentum": cfg.bn_momentum, "eps": cfg.bn_eps, **_init(cfg)}
+    return layer("batchnorm", momentum=cfg.bn_momentum, eps=cfg.bn_eps, **_init(cfg))
 
 
 def _out_act(cfg: "Config") -> Layer:
-    return {"type": "tanh" if cfg.output == "tanh" else "sigmoid"}
+    return layer("tanh" if cfg.output == "tanh" else "sigmoid")
 
 
 def _lrelu(cfg: "Config") -> Layer:
-    return {"type": "leaky_relu", "slope": cfg.slope}
+    return layer("leaky_relu", slope=cfg.slope)
 
 
 def _dense(out: int, cfg: "Config", bias: bool = True) -> Layer:
-    return {"type": "dense", "out": int(out), "bias": bias, **_init(cfg)}
+    return layer("dense", out=int(out), bias=bias, **_init(cfg))
 
 
 def _conv(out: int, cfg: "Config", stride: int, bias: bool = True) -> Layer:
-    return {"type": "conv2d", "out": int(out), "kernel": cfg.kernel, "stride": stride,
-            "padding": "same", "bias": bias, **_init(cfg)}
+    return layer("conv2d", out=int(out), kernel=cfg.kernel, stride=stride,
+            padding="same", bias=bias, **_init(cfg))
 
 
 def _convt(out: int, cfg: "Config", stride: int, bias: bool = False) -> Layer:
-    return {"type": "conv_transpose2d", "out": int(out), "kernel": cfg.kernel, "stride": stride,
-            "padding": "same", "bias": bias, **_init(cfg)}
+    return layer("conv_transpose2d", out=int(out), kernel=cfg.kernel, stride=stride,
+            padding="same", bias=bias, **_init(cfg))
 
 
 def _need_divisible(cfg: "Config", by: int, arch: str, why: str) -> Tuple[int, int, int]:
@@ -72,7 +101,7 @@ def _need_stride2_kernel(cfg: "Config", arch: str) -> None:
 
 
 def _dropout(cfg: "Config") -> Layer:
-    return {"type": "dropout", "p": cfg.dropout}
+    return layer("dropout", p=cfg.dropout)
 
 
 # --------------------------------------------------------------------------------------- mlp
@@ -90,10 +119,10 @@ def mlp(cfg: "Config") -> Tuple[List[Layer], List[Layer]]:
     g = [
         _dense(cfg.g_width, cfg), _lrelu(cfg),
         _dense(c * h * w, cfg), _out_act(cfg),
-        {"type": "reshape", "shape": [c, h, w]},
+        layer("reshape", shape=[c, h, w]),
     ]
     d = [
-        {"type": "flatten"},
+        layer("flatten"),
         _dense(cfg.d_width, cfg), _lrelu(cfg),
         _dense(1, cfg),
     ]
@@ -118,26 +147,26 @@ def mnist(cfg: "Config") -> Tuple[List[Layer], List[Layer]]:
     _need_stride2_kernel(cfg, "mnist")
     gw, dw, k, a = cfg.g_width, cfg.d_width, cfg.kernel, cfg.slope
     i = _init(cfg)
-    lrelu = {"type": "leaky_relu", "slope": a}
+    lrelu = layer("leaky_relu", slope=a)
     g = [
-        {"type": "dense", "out": (h // 4) * (w // 4) * 4 * gw, "bias": False, **i},
+        layer("dense", out=(h // 4) * (w // 4) * 4 * gw, bias=False, **i),
         _bn(cfg), lrelu,
-        {"type": "reshape", "shape": [4 * gw, h // 4, w // 4]},
-        {"type": "conv_transpose2d", "out": 2 * gw, "kernel": k, "stride": 1, "padding": "same", "bias": False, **i},
+        layer("reshape", shape=[4 * gw, h // 4, w // 4]),
+        layer("conv_transpose2d", out=2 * gw, kernel=k, stride=1, padding="same", bias=False, **i),
         _bn(cfg), lrelu,
-        {"type": "conv_transpose2d", "out": gw, "kernel": k, "stride": 2, "padding": "same", "bias": False, **i},
+        layer("conv_transpose2d", out=gw, kernel=k, stride=2, padding="same", bias=False, **i),
         _bn(cfg), lrelu,
-        {"type": "conv_transpose2d", "out": c, "kernel": k, "stride": 2, "padding": "same", "bias": False, **i},
+        layer("conv_transpose2d", out=c, kernel=k, stride=2, padding="same", bias=False, **i),
         _out_act(cfg),
     ]
-    drop = {"type": "dropout", "p": cfg.dropout}
+    drop = layer("dropout", p=cfg.dropout)
     d = [
-        {"type": "conv2d", "out": dw, "kernel": k, "stride": 2, "padding": "same", **i},
+        layer("conv2d", out=dw, kernel=k, stride=2, padding="same", **i),
         lrelu, drop,
-        {"type": "conv2d", "out": 2 * dw, "kernel": k, "stride": 2, "padding": "same", **i},
+        layer("conv2d", out=2 * dw, kernel=k, stride=2, padding="same", **i),
         lrelu, drop,
-        {"type": "flatten"},
-        {"type": "dense", "out": 1, **i},
+        layer("flatten"),
+        layer("dense", out=1, **i),
     ]
     return g, d
 
@@ -165,16 +194,16 @@ def mnist_seed000(cfg: "Config") -> Tuple[List[Layer], List[Layer]]:
     _need_stride2_kernel(cfg, "mnist_seed000")
     gw, dw = cfg.g_width, cfg.d_width
     g = [
-        _dense((h // 4) * (w // 4) * 4 * gw, cfg), {"type": "relu"},
-        {"type": "reshape", "shape": [4 * gw, h // 4, w // 4]},
+        _dense((h // 4) * (w // 4) * 4 * gw, cfg), layer("relu"),
+        layer("reshape", shape=[4 * gw, h // 4, w // 4]),
         _convt(gw, cfg, 2, bias=True), _bn(cfg), _lrelu(cfg), _dropout(cfg),
         _convt(c, cfg, 2, bias=True), _out_act(cfg),
     ]
     d = [
         _conv(dw, cfg, 2), _bn(cfg), _lrelu(cfg), _dropout(cfg),
         _conv(2 * dw, cfg, 2), _bn(cfg), _lrelu(cfg),
-        {"type": "flatten"},
-        _dense(4 * dw, cfg), {"type": "relu"},
+        layer("flatten"),
+        _dense(4 * dw, cfg), layer("relu"),
         _dense(1, cfg),
     ]
     return g, d
@@ -199,14 +228,14 @@ def cifar10(cfg: "Config") -> Tuple[List[Layer], List[Layer]]:
     _need_stride2_kernel(cfg, "cifar10")
     gw, dw = cfg.g_width, cfg.d_width
     g = [_dense((h // 4) * (w // 4) * 4 * gw, cfg, bias=False), _bn(cfg), _lrelu(cfg),
-         {"type": "reshape", "shape": [4 * gw, h // 4, w // 4]}]
+         layer("reshape", shape=[4 * gw, h // 4, w // 4])]
     for out, stride in ((4 * gw, 1), (2 * gw, 1), (2 * gw, 1), (gw, 2)):
         g += [_convt(out, cfg, stride), _bn(cfg), _lrelu(cfg)]
     g += [_convt(c, cfg, 2), _out_act(cfg)]
     d: List[Layer] = []
     for out in (2 * dw, 4 * dw, 4 * dw, 2 * dw):
         d += [_conv(out, cfg, 2), _lrelu(cfg), _dropout(cfg)]
-    d += [{"type": "flatten"}, _dense(1, cfg)]
+    d += [layer("flatten"), _dense(1, cfg)]
     return g, d
 
 
@@ -242,15 +271,15 @@ def dcgan64(cfg: "Config") -> Tuple[List[Layer], List[Layer]]:
     n = dcgan_stages(cfg.image_shape)
     _need_stride2_kernel(cfg, "dcgan64")
     gw, dw = cfg.g_width, cfg.d_width
-    relu = {"type": "relu"}
-    g = [_dense(4 * 4 * gw * 2 ** n, cfg), relu, {"type": "reshape", "shape": [gw * 2 ** n, 4, 4]}]
+    relu = layer("relu")
+    g = [_dense(4 * 4 * gw * 2 ** n, cfg), relu, layer("reshape", shape=[gw * 2 ** n, 4, 4])]
     for i in range(n - 1, 0, -1):
         g += [_convt(gw * 2 ** i, cfg, 2), _bn(cfg), relu]
     g += [_convt(c, cfg, 2), _out_act(cfg)]
     d = [_conv(dw, cfg, 2, bias=False), _lrelu(cfg)]
     for i in range(1, n):
         d += [_conv(dw * 2 ** i, cfg, 2, bias=False), _bn(cfg), _lrelu(cfg)]
-    d += [{"type": "flatten"}, _dense(1, cfg)]
+    d += [layer("flatten"), _dense(1, cfg)]
     return g, d
 
 

@@ -24,6 +24,7 @@ class ParamStore {
  public:
   virtual ~ParamStore() = default;
   int64_t n_params = 0, n_state = 0;
+  int grad_slots = 2;              // 1 for a network trained on one pass per step (G)
   virtual float* data(Buf b) = 0;  // backend memory
   // Host <-> backend copies of [offset, offset + n) of one array (bounds-checked).
   virtual void write(Buf b, int64_t offset, const float* host, int64_t n) = 0;
@@ -38,6 +39,8 @@ class ParamStore {
 
  protected:
   void check_range(Buf b, int64_t offset, int64_t n) const {
+    if (b == Buf::Grad1 && grad_slots < 2)
+      throw InvalidArgument("this network keeps one gradient slot (slot 0)");
     if (offset < 0 || n < 0 || offset + n > size(b))
       throw InvalidArgument("parameter range [" + std::to_string(offset) + ", " +
                             std::to_string(offset + n) + ") is outside an array of " +
@@ -80,7 +83,9 @@ class Backend {
   // Waits until all enqueued work is done.
   virtual void synchronize() {}
 
-  virtual std::unique_ptr<ParamStore> make_params(int64_t n_params, int64_t n_state) = 0;
+  // `grad_slots`: 2 for D (its real and fake passes write separately), 1 for G.
+  virtual std::unique_ptr<ParamStore> make_params(int64_t n_params, int64_t n_state,
+                                                  int grad_slots) = 0;
   // `seed` keys the dropout masks. `params` must come from this backend's make_params.
   virtual std::unique_ptr<NetExec> compile(const NetPlan& plan, ParamStore& params, int64_t batch,
                                            uint64_t seed) = 0;

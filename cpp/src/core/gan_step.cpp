@@ -51,8 +51,8 @@ GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
                           shape_str(d_plan_.out));
   be_->activate();
 
-  g_params_ = be_->make_params(g_plan_.n_params, g_plan_.n_state);
-  d_params_ = be_->make_params(d_plan_.n_params, d_plan_.n_state);
+  g_params_ = be_->make_params(g_plan_.n_params, g_plan_.n_state, 1);
+  d_params_ = be_->make_params(d_plan_.n_params, d_plan_.n_state, 2);
   for (int net = 0; net < 2; ++net) {
     const NetPlan& p = plan(net);
     std::vector<float> w(p.n_params), s(p.n_state);

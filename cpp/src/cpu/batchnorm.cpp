@@ -39,7 +39,7 @@ class BatchNormLayer : public Layer {
     var_ = memory(c_md, c.eng);
     run_mean_ = memory(c_md, c.eng, ps_.state() + L_.state_offset);
     run_var_ = memory(c_md, c.eng, ps_.state() + L_.state_offset + C_);
-    for (int slot = 0; slot < 2; ++slot) {
+    for (int slot = 0; slot < ps_.grad_slots; ++slot) {
       dscale_[slot] = memory(c_md, c.eng, ps_.grad(slot) + L_.params[0].offset);
       dshift_[slot] = memory(c_md, c.eng, ps_.grad(slot) + L_.params[1].offset);
     }

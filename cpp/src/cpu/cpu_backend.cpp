@@ -11,15 +11,18 @@
 
 namespace dcgan::cpu {
 
-HostParams::HostParams(int64_t n_params, int64_t n_state) {
+HostParams::HostParams(int64_t n_params, int64_t n_state, int grad_slots) {
+  if (grad_slots != 1 && grad_slots != 2) throw InvalidArgument("grad_slots must be 1 or 2");
   this->n_params = n_params;
   this->n_state = n_state;
+  this->grad_slots = grad_slots;
   // Each array starts on a 64-byte boundary.
   const int64_t np = (n_params + 15) / 16 * 16, ns = (n_state + 15) / 16 * 16;
-  buf_.assign(static_cast<size_t>(5 * np + ns + 16), 0.f);
+  buf_.assign(static_cast<size_t>((3 + grad_slots) * np + ns + 16), 0.f);
   float* base = buf_.data();
   base += (16 - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % 16) % 16;
-  p_ = base, g0_ = p_ + np, g1_ = g0_ + np, m_ = g1_ + np, v_ = m_ + np, s_ = v_ + np;
+  p_ = base, m_ = p_ + np, v_ = m_ + np, s_ = v_ + np, g0_ = s_ + ns;
+  g1_ = grad_slots == 2 ? g0_ + np : nullptr;
 }
 
 float* HostParams::data(Buf b) {
@@ -93,8 +96,9 @@ class CpuBackend : public Backend {
   void activate() override {
     if (threads_ > 0) omp_set_num_threads(threads_);
   }
-  std::unique_ptr<ParamStore> make_params(int64_t n_params, int64_t n_state) override {
-    return std::make_unique<HostParams>(n_params, n_state);
+  std::unique_ptr<ParamStore> make_params(int64_t n_params, int64_t n_state,
+                                          int grad_slots) override {
+    return std::make_unique<HostParams>(n_params, n_state, grad_slots);
   }
   std::unique_ptr<NetExec> compile(const NetPlan& plan, ParamStore& params, int64_t batch,
                                    uint64_t seed) override {

@@ -22,7 +22,7 @@ struct Ctx {
 // when to re-lay-out their weights for oneDNN.
 class HostParams : public ParamStore {
  public:
-  HostParams(int64_t n_params, int64_t n_state);
+  HostParams(int64_t n_params, int64_t n_state, int grad_slots);
   float* data(Buf b) override;
   void write(Buf b, int64_t offset, const float* host, int64_t n) override;
   void read(Buf b, int64_t offset, float* host, int64_t n) override;

@@ -97,9 +97,15 @@ class WeightedLayer : public Layer {
     // Backward-weights operands.
     src_bw_ = adapt(c, src_, bw_src_md_, &src_bw_reorder_, true);
     dd_bw_ = bw_dst_md_ == bd_dst_md_ ? dd_bd_ : adapt(c, d_out, bw_dst_md_, &dd_bw_reorder_, true);
-    for (int slot = 0; slot < 2; ++slot) {
+    // Weight gradients in the primitive's layout, when it is not PyTorch's, go through one
+    // buffer shared by both slots and are reordered into the slot's canonical array.
+    for (int slot = 0; slot < ps_.grad_slots; ++slot) {
       dw_canon_[slot] = memory(w_canon, c.eng, ps_.grad(slot) + wp.offset);
-      dw_[slot] = adapt(c, dw_canon_[slot], bw_w_md_, &dw_reorder_[slot], false);
+      if (slot == 0) {
+        dw_ = adapt(c, dw_canon_[0], bw_w_md_, &dw_reorder_[0], false);
+      } else if (dw_reorder_[0]) {
+        dw_reorder_[slot] = Reorder{dnnl::reorder(dw_, dw_canon_[slot]), dw_, dw_canon_[slot]};
+      }
       if (has_bias) db_[slot] = memory(b_md, c.eng, ps_.grad(slot) + L_.params[1].offset);
     }
     if (has_bias) db_scratch_ = memory(b_md, c.eng);
@@ -134,7 +140,7 @@ class WeightedLayer : public Layer {
       if (src_bw_reorder_) src_bw_reorder_->run(s);
       if (dd_bw_reorder_) dd_bw_reorder_->run(s);
       std::unordered_map<int, memory> args{
-          {DNNL_ARG_SRC, src_bw_}, {DNNL_ARG_DIFF_DST, dd_bw_}, {DNNL_ARG_DIFF_WEIGHTS, dw_[slot]}};
+          {DNNL_ARG_SRC, src_bw_}, {DNNL_ARG_DIFF_DST, dd_bw_}, {DNNL_ARG_DIFF_WEIGHTS, dw_reorder_[0] ? dw_ : dw_canon_[slot]}};
       if (L_.spec.bias) args[DNNL_ARG_DIFF_BIAS] = db_[slot];
       bwd_w_.execute(s, args);
       if (dw_reorder_[slot]) dw_reorder_[slot]->run(s);
@@ -157,7 +163,7 @@ class WeightedLayer : public Layer {
   md_t fwd_src_md_, fwd_w_md_, fwd_dst_md_, bd_src_md_, bd_w_md_, bd_dst_md_, bw_src_md_, bw_w_md_,
       bw_dst_md_;
   memory src_, w_canon_, w_fwd_, b_, dd_bd_, w_bd_, ds_, src_bw_, dd_bw_, db_scratch_;
-  memory dw_canon_[2], dw_[2], db_[2];
+  memory dw_canon_[2], dw_, db_[2];
   std::optional<Reorder> src_reorder_, w_fwd_reorder_, dd_bd_reorder_, w_bd_reorder_, ds_reorder_,
       src_bw_reorder_, dd_bw_reorder_, dw_reorder_[2];
   uint64_t w_version_ = ~0ull, w_bd_version_ = ~0ull;
