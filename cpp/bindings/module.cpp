@@ -566,6 +566,10 @@ py::array_t<int64_t> sample_indices(int64_t n, int64_t batch, uint64_t seed, int
 
 }  // namespace
 
+namespace dcgan {
+void add_kernels_module(py::module_& parent);  // kernels.cpp
+}
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "dcgan C++ core: networks and the GAN training step on registered backends";
   py::register_exception_translator([](std::exception_ptr p) {
@@ -575,6 +579,7 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }
   });
+  add_kernels_module(m);
   m.def("backends", &backends, "The backends built into this module, with their versions.");
   m.def("layer_kinds", &layer_kinds_dict,
         "The layer-kind table: each kind's fields (type, default, doc) and shape rule.");

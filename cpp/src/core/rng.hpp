@@ -4,8 +4,11 @@
 // run draws exactly what an uninterrupted one would have.
 #pragma once
 
-#include <cmath>
+#include <math.h>
+
 #include <cstdint>
+
+#include "core/hd.hpp"
 
 namespace dcgan {
 
@@ -16,7 +19,7 @@ struct Philox {
   uint32_t key0, key1;
   uint32_t c2, c3;  // high half of the counter: (stream, sub-counter)
 
-  Philox(uint64_t seed, Stream stream, uint64_t counter) {
+  DCGAN_HD Philox(uint64_t seed, Stream stream, uint64_t counter) {
     key0 = static_cast<uint32_t>(seed);
     key1 = static_cast<uint32_t>(seed >> 32);
     // 24 bits of stream tag, 40 bits of counter: plenty for steps x passes.
@@ -26,7 +29,7 @@ struct Philox {
   }
 
   // Four 32-bit words for block `block`.
-  inline void block(uint64_t block, uint32_t out[4]) const {
+  DCGAN_HD inline void block(uint64_t block, uint32_t out[4]) const {
     uint32_t c0 = static_cast<uint32_t>(block), c1 = static_cast<uint32_t>(block >> 32);
     uint32_t x2 = c2, x3 = c3, k0 = key0, k1 = key1;
     for (int r = 0; r < 10; ++r) {
@@ -44,27 +47,29 @@ struct Philox {
   }
 
   // Uniform in [0, 1) with 24 random bits.
-  static inline float to_unit(uint32_t x) {
+  DCGAN_HD static inline float to_unit(uint32_t x) {
     return static_cast<float>(x >> 8) * (1.0f / 16777216.0f);
   }
   // Uniform in (0, 1]: safe for log().
-  static inline float to_open_unit(uint32_t x) {
+  DCGAN_HD static inline float to_open_unit(uint32_t x) {
     return (static_cast<float>(x >> 8) + 1.0f) * (1.0f / 16777216.0f);
   }
 
   // Element i of a standard normal sequence (Box-Muller over pairs of words).
-  inline float normal(uint64_t i) const {
+  DCGAN_HD inline float normal(uint64_t i) const {
     uint32_t w[4];
     block(i >> 1, w);
     const int pair = static_cast<int>(i & 1);
     const float u1 = to_open_unit(w[2 * pair]);
     const float u2 = to_unit(w[2 * pair + 1]);
-    const float r = std::sqrt(-2.0f * std::log(u1));
-    return r * std::cos(6.2831853071795864f * u2);
+    // sqrtf/logf/cosf: the same single-precision functions std:: calls on the host, and the
+    // CUDA device functions on a GPU (whose logf/cosf may differ in the last bit).
+    const float r = sqrtf(-2.0f * logf(u1));
+    return r * cosf(6.2831853071795864f * u2);
   }
 
   // Element i of a uniform [0, 1) sequence.
-  inline float uniform(uint64_t i) const {
+  DCGAN_HD inline float uniform(uint64_t i) const {
     uint32_t w[4];
     block(i >> 2, w);
     return to_unit(w[i & 3]);

@@ -1,4 +1,4 @@
-// CPU backend: oneDNN primitives for every layer, Eigen/OpenMP loops for the element-wise ops.
+// CPU backend: oneDNN primitives for every layer, OpenMP loops for the element-wise ops.
 // Files: cpu_backend.cpp (the Backend, registration, error translation), net.cpp (a network),
 // one file per layer family (weighted, batchnorm, eltwise, dropout, reshape), ops.cpp (Adam,
 // losses, noise, batch conversion).

@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "core/elementwise.hpp"
 #include "core/rng.hpp"
 #include "cpu/layer.hpp"
 
@@ -37,16 +38,15 @@ class DropoutLayer : public Layer {
       return;
     }
     const Philox rng(seed_, Stream::Dropout, ctr);
-    const float scale = 1.f / (1.f - p);
-    const uint64_t base = layer_ << 36;
     float* mk = mask_.data();
+    // dropout_multiplier (core/elementwise.hpp), one Philox block per 4 elements.
 #pragma omp parallel for schedule(static) if (n_ > (1 << 15))
     for (int64_t b = 0; b < (n_ + 3) / 4; ++b) {
       uint32_t w[4];
-      rng.block(base + static_cast<uint64_t>(b), w);
+      rng.block(dropout_block(layer_, 4 * b), w);
       for (int k = 0; k < 4 && 4 * b + k < n_; ++k) {
         const int64_t i = 4 * b + k;
-        mk[i] = Philox::to_unit(w[k]) >= p ? scale : 0.f;
+        mk[i] = dropout_keep(w[k], p);
         y[i] = x[i] * mk[i];
       }
     }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core/backend.hpp"
+#include "core/elementwise.hpp"
 
 namespace dcgan::cpu {
 
