@@ -122,13 +122,15 @@ DCGAN_HD inline float activation_grad_from_output(LayerKind kind, float y, float
 DCGAN_HD inline uint64_t dropout_block(uint64_t layer, int64_t i) {
   return (layer << 36) + static_cast<uint64_t>(i / 4);
 }
-DCGAN_HD inline float dropout_keep(uint32_t word, float p) {
-  return Philox::to_unit(word) >= p ? 1.f / (1.f - p) : 0.f;
+// The multiplier of a kept element, 1 / (1 - p): computed once per pass, not per element.
+DCGAN_HD inline float dropout_scale(float p) { return 1.f / (1.f - p); }
+DCGAN_HD inline float dropout_keep(uint32_t word, float p, float scale) {
+  return Philox::to_unit(word) >= p ? scale : 0.f;
 }
 DCGAN_HD inline float dropout_multiplier(const Philox& rng, uint64_t layer, int64_t i, float p) {
   uint32_t w[4];
   rng.block(dropout_block(layer, i), w);
-  return dropout_keep(w[i % 4], p);
+  return dropout_keep(w[i % 4], p, dropout_scale(p));
 }
 
 // ---------------------------------------------------------------------------------- BatchNorm

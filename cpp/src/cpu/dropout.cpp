@@ -40,13 +40,14 @@ class DropoutLayer : public Layer {
     const Philox rng(seed_, Stream::Dropout, ctr);
     float* mk = mask_.data();
     // dropout_multiplier (core/elementwise.hpp), one Philox block per 4 elements.
+    const float scale = dropout_scale(p);
 #pragma omp parallel for schedule(static) if (n_ > (1 << 15))
     for (int64_t b = 0; b < (n_ + 3) / 4; ++b) {
       uint32_t w[4];
       rng.block(dropout_block(layer_, 4 * b), w);
       for (int k = 0; k < 4 && 4 * b + k < n_; ++k) {
         const int64_t i = 4 * b + k;
-        mk[i] = dropout_keep(w[k], p);
+        mk[i] = dropout_keep(w[k], p, scale);
         y[i] = x[i] * mk[i];
       }
     }

@@ -1,0 +1,116 @@
+// The CUDA backend's own kernels, enqueued on the caller's stream; see ops.hpp. Compiled with
+// --fmad=false so that the shared arithmetic of core/elementwise.hpp rounds as on the host.
+#include "cuda/activations.cuh"
+#include "cuda/adam.cuh"
+#include "cuda/batch.cuh"
+#include "cuda/batchnorm.cuh"
+#include "cuda/dropout.cuh"
+#include "cuda/losses.cuh"
+#include "cuda/noise.cuh"
+#include "cuda/ops.hpp"
+
+namespace dcgan::cuda {
+
+namespace {
+void launched() { CUDA_CHECK(cudaGetLastError()); }
+}  // namespace
+
+void d_loss(cudaStream_t s, LossKind kind, bool real, const float* logits, int64_t n,
+            float target, float* d_logits, float* loss_out, float* mean_out) {
+  d_loss_kernel<<<1, kBlock, 0, s>>>(kind, real, logits, static_cast<int>(n), target, d_logits,
+                                     loss_out, mean_out);
+  launched();
+}
+
+void g_loss(cudaStream_t s, LossKind kind, const float* logits, int64_t n, float* d_logits,
+            float* loss_out, float* mean_out) {
+  g_loss_kernel<<<1, kBlock, 0, s>>>(kind, logits, static_cast<int>(n), d_logits, loss_out,
+                                     mean_out);
+  launched();
+}
+
+void adam(cudaStream_t s, float* p, float* m, float* v, int64_t n, const float* g0,
+          const float* g1, const AdamScalars& a) {
+  adam_kernel<<<grid_for(n), kBlock, 0, s>>>(p, m, v, n, g0, g1, a);
+  launched();
+}
+
+void fill_noise(cudaStream_t s, float* dst, int64_t n, NoiseKind kind, uint64_t seed,
+                uint32_t stream, uint64_t counter) {
+  noise_kernel<<<grid_for(n), kBlock, 0, s>>>(dst, n, kind == NoiseKind::Normal,
+                                              Philox(seed, static_cast<Stream>(stream), counter));
+  launched();
+}
+
+void convert_batch(cudaStream_t s, float* dst, const void* src, int64_t count,
+                   const ImageFormat& fmt) {
+  const int64_t n = count * fmt.numel();
+  if (fmt.dtype == DType::U8)
+    convert_batch_kernel<<<grid_for(n), kBlock, 0, s>>>(dst, static_cast<const uint8_t*>(src),
+                                                        count, fmt);
+  else
+    convert_batch_kernel<<<grid_for(n), kBlock, 0, s>>>(dst, static_cast<const float*>(src),
+                                                        count, fmt);
+  launched();
+}
+
+void activation_forward(cudaStream_t s, LayerKind kind, const float* x, float* y, int64_t n,
+                        float slope) {
+  activation_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(kind, x, y, n, slope);
+  launched();
+}
+
+void activation_backward(cudaStream_t s, LayerKind kind, const float* y, const float* dy, float* dx,
+                         int64_t n, float slope) {
+  activation_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(kind, y, dy, dx, n, slope);
+  launched();
+}
+
+void dropout_forward(cudaStream_t s, const float* x, float* y, float* mask, int64_t n,
+                     uint64_t seed, uint64_t counter, uint64_t layer, float p) {
+  dropout_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(
+      x, y, mask, n, Philox(seed, Stream::Dropout, counter), layer, p);
+  launched();
+}
+
+void dropout_backward(cudaStream_t s, const float* dy, const float* mask, float* dx, int64_t n) {
+  dropout_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy, mask, dx, n);
+  launched();
+}
+
+void bn_forward_training(cudaStream_t s, const float* x, float* y, int64_t N, int64_t C, int64_t S,
+                         float eps, float momentum, const float* gamma, const float* beta,
+                         float* mean, float* var, float* inv_std, float* running_mean,
+                         float* running_var) {
+  bn_stats_kernel<<<static_cast<unsigned>(C), kBlock, 0, s>>>(x, N, C, S, eps, momentum, mean, var,
+                                                              inv_std, running_mean, running_var);
+  launched();
+  const int64_t n = N * C * S;
+  bn_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x, y, n, C, S, mean, inv_std, gamma, beta);
+  launched();
+}
+
+void bn_forward_inference(cudaStream_t s, const float* x, float* y, int64_t N, int64_t C,
+                          int64_t S, float eps, const float* gamma, const float* beta,
+                          const float* running_mean, const float* running_var) {
+  const int64_t n = N * C * S;
+  bn_infer_kernel<<<grid_for(n), kBlock, 0, s>>>(x, y, n, C, S, running_mean, running_var, eps,
+                                                 gamma, beta);
+  launched();
+}
+
+void bn_backward(cudaStream_t s, const float* x, const float* dy, float* dx, int64_t N, int64_t C,
+                 int64_t S, const float* gamma, const float* mean, const float* inv_std,
+                 float* d_gamma, float* d_beta, float* scratch) {
+  float* mean_dy = scratch;
+  float* mean_dy_xhat = scratch + C;
+  bn_backward_reduce_kernel<<<static_cast<unsigned>(C), kBlock, 0, s>>>(
+      x, dy, N, C, S, mean, inv_std, d_gamma, d_beta, mean_dy, mean_dy_xhat);
+  launched();
+  const int64_t n = N * C * S;
+  bn_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(x, dy, dx, n, C, S, mean, inv_std, gamma,
+                                                    mean_dy, mean_dy_xhat);
+  launched();
+}
+
+}  // namespace dcgan::cuda

@@ -1,0 +1,17 @@
+// defines: noise_kernel, the latent batch from the same Philox stream and counter as the CPU
+// backend (normal by Box-Muller, or uniform on (-1, 1)).
+#pragma once
+
+#include "core/rng.hpp"
+#include "cuda/common.cuh"
+
+namespace dcgan::cuda {
+
+__global__ void noise_kernel(float* dst, int64_t n, bool normal, Philox rng) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dst[i] = normal ? rng.normal(static_cast<uint64_t>(i))
+                    : 2.f * rng.uniform(static_cast<uint64_t>(i)) - 1.f;
+}
+
+}  // namespace dcgan::cuda

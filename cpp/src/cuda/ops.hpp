@@ -1,0 +1,47 @@
+// The CUDA backend's own kernels, as host functions that enqueue them on a stream (one .cuh per
+// op family beside this file; elementwise.cu instantiates them). Pointers are device memory.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/batch_source.hpp"
+#include "core/elementwise.hpp"
+
+namespace dcgan::cuda {
+
+void d_loss(cudaStream_t s, LossKind kind, bool real, const float* logits, int64_t n,
+            float target, float* d_logits, float* loss_out, float* mean_out);
+void g_loss(cudaStream_t s, LossKind kind, const float* logits, int64_t n, float* d_logits,
+            float* loss_out, float* mean_out);
+void adam(cudaStream_t s, float* p, float* m, float* v, int64_t n, const float* g0,
+          const float* g1, const AdamScalars& a);
+void fill_noise(cudaStream_t s, float* dst, int64_t n, NoiseKind kind, uint64_t seed,
+                uint32_t stream, uint64_t counter);
+// `src`: count images in fmt's dtype and layout, back to back, in device memory.
+void convert_batch(cudaStream_t s, float* dst, const void* src, int64_t count,
+                   const ImageFormat& fmt);
+void activation_forward(cudaStream_t s, LayerKind kind, const float* x, float* y, int64_t n,
+                        float slope);
+void activation_backward(cudaStream_t s, LayerKind kind, const float* y, const float* dy, float* dx,
+                         int64_t n, float slope);
+void dropout_forward(cudaStream_t s, const float* x, float* y, float* mask, int64_t n,
+                     uint64_t seed, uint64_t counter, uint64_t layer, float p);
+void dropout_backward(cudaStream_t s, const float* dy, const float* mask, float* dx, int64_t n);
+
+// BatchNorm over (N, C, S). Training: statistics into mean/var/inv_std (C each) and the running
+// statistics updated; inference: the running statistics.
+void bn_forward_training(cudaStream_t s, const float* x, float* y, int64_t N, int64_t C, int64_t S,
+                         float eps, float momentum, const float* gamma, const float* beta,
+                         float* mean, float* var, float* inv_std, float* running_mean,
+                         float* running_var);
+void bn_forward_inference(cudaStream_t s, const float* x, float* y, int64_t N, int64_t C,
+                          int64_t S, float eps, const float* gamma, const float* beta,
+                          const float* running_mean, const float* running_var);
+// `scratch`: 2 C floats. d_gamma / d_beta may be null (no weight gradients wanted).
+void bn_backward(cudaStream_t s, const float* x, const float* dy, float* dx, int64_t N, int64_t C,
+                 int64_t S, const float* gamma, const float* mean, const float* inv_std,
+                 float* d_gamma, float* d_beta, float* scratch);
+
+}  // namespace dcgan::cuda
