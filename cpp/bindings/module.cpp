@@ -107,13 +107,8 @@ std::unique_ptr<Backend> backend_from(const py::dict& d) {
   return make_backend(get<std::string>(d, "device", "cpu"), o);
 }
 
-// Checks a float32 C-contiguous array against an expected shape; -1 in `want` matches any size.
-void check_array(const py::array& a, const std::vector<int64_t>& want, const char* what) {
-  if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::type_error(std::string(what) + ": expected a float32 array, got dtype " +
-                         std::string(py::str(a.dtype())));
-  if (!(a.flags() & py::array::c_style))
-    throw InvalidArgument(std::string(what) + ": expected a C-contiguous array");
+// Checks an array's shape against `want` (any dtype); -1 in `want` matches any size.
+void check_shape(const py::array& a, const std::vector<int64_t>& want, const char* what) {
   bool ok = a.ndim() == static_cast<py::ssize_t>(want.size());
   for (size_t i = 0; ok && i < want.size(); ++i) ok = want[i] < 0 || a.shape(i) == want[i];
   if (!ok) {
@@ -126,6 +121,16 @@ void check_array(const py::array& a, const std::vector<int64_t>& want, const cha
     o << ")";
     throw InvalidArgument(o.str());
   }
+}
+
+// Checks a float32 C-contiguous array against an expected shape; -1 in `want` matches any size.
+void check_array(const py::array& a, const std::vector<int64_t>& want, const char* what) {
+  if (!a.dtype().is(py::dtype::of<float>()))
+    throw py::type_error(std::string(what) + ": expected a float32 array, got dtype " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    throw InvalidArgument(std::string(what) + ": expected a C-contiguous array");
+  check_shape(a, want, what);
 }
 
 void check_finite(const float* p, int64_t n, const char* what) {
@@ -319,10 +324,7 @@ class PyTrainer {
                               : x.dtype().is(py::dtype::of<float>())  ? "float32"
                                                                       : std::string(py::str(x.dtype()));
     const ImageFormat fmt = image_format(c.image, dtype, layout, scale);
-    const Shape per = stored_shape(c.image, layout);
-    bool ok = x.ndim() == 4;
-    for (int i = 0; ok && i < 3; ++i) ok = x.shape(i + 1) == per[i];
-    if (!ok) check_array(x.cast<FArray>(), with_batch(-1, per), "data");  // raises with shapes
+    check_shape(x, with_batch(-1, stored_shape(c.image, layout)), "data");
     if (!(x.flags() & py::array::c_style))
       throw InvalidArgument("data: expected a C-contiguous array");
     if (x.shape(0) == 0) throw InvalidArgument("data: is empty");
