@@ -33,8 +33,8 @@ py::tuple loss_terms(bool d, const std::string& loss, bool real, const F64& logi
   const auto n = logits.size();
   F64 l(n), g(n), o(n);
   for (py::ssize_t i = 0; i < n; ++i) {
-    const LossTerm t = d ? d_loss_term(kind, real, logits.data()[i], target)
-                         : g_loss_term(kind, logits.data()[i]);
+    const LossTerm t =
+        d ? d_loss_term(kind, real, logits.data()[i], target) : g_loss_term(kind, logits.data()[i]);
     l.mutable_data()[i] = t.loss, g.mutable_data()[i] = t.grad, o.mutable_data()[i] = t.out;
   }
   return py::make_tuple(l, g, o);
@@ -100,7 +100,8 @@ void add_kernels_module(py::module_& parent) {
       [](uint64_t seed, uint64_t counter, uint64_t layer, int64_t n, float p) {
         const Philox rng(seed, Stream::Dropout, counter);
         F32 out(n);
-        for (int64_t i = 0; i < n; ++i) out.mutable_data()[i] = dropout_multiplier(rng, layer, i, p);
+        for (int64_t i = 0; i < n; ++i)
+          out.mutable_data()[i] = dropout_multiplier(rng, layer, i, p);
         return out;
       },
       py::arg("seed"), py::arg("counter"), py::arg("layer"), py::arg("n"), py::arg("p"));

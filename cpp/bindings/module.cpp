@@ -46,7 +46,8 @@ FieldValue field_value(const py::handle& v, const std::string& key, size_t i) {
   if (py::isinstance<py::float_>(v) ||
       py::isinstance(v, py::module_::import("numpy").attr("floating")))
     return v.cast<double>();
-  if (py::isinstance<py::int_>(v) || py::isinstance(v, py::module_::import("numpy").attr("integer")))
+  if (py::isinstance<py::int_>(v) ||
+      py::isinstance(v, py::module_::import("numpy").attr("integer")))
     return v.cast<int64_t>();
   if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
     std::vector<int64_t> out;
@@ -321,8 +322,9 @@ class PyTrainer {
     TrainerLock guard(mu_);
     const auto& c = t_.config();
     const std::string dtype = x.dtype().is(py::dtype::of<uint8_t>()) ? "uint8"
-                              : x.dtype().is(py::dtype::of<float>())  ? "float32"
-                                                                      : std::string(py::str(x.dtype()));
+                              : x.dtype().is(py::dtype::of<float>())
+                                  ? "float32"
+                                  : std::string(py::str(x.dtype()));
     const ImageFormat fmt = image_format(c.image, dtype, layout, scale);
     check_shape(x, with_batch(-1, stored_shape(c.image, layout)), "data");
     if (!(x.flags() & py::array::c_style))

@@ -71,7 +71,8 @@ class FileSource : public BatchSource {
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0)
           throw std::runtime_error("reading image " + std::to_string(index[i]) + " of " + path_ +
-                                   ": " + (r < 0 ? std::strerror(errno) : "unexpected end of file"));
+                                   ": " +
+                                   (r < 0 ? std::strerror(errno) : "unexpected end of file"));
         done += r;
       }
       ptrs_[i] = dst;

@@ -27,9 +27,7 @@ struct LossTerm {
 };
 
 // log(1 + exp(x)) without overflow.
-DCGAN_HD inline double softplus(double x) {
-  return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
-}
+DCGAN_HD inline double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
 DCGAN_HD inline double sigmoid(double x) {
   if (x >= 0) return 1.0 / (1.0 + exp(-x));
   const double e = exp(x);
@@ -144,8 +142,8 @@ DCGAN_HD inline float bn_normalize(float x, float mean, float inv_std, float gam
 // sum(dy * xhat) (xhat = (x - mean) * inv_std):
 //   dx = gamma * inv_std * (dy - sum_dy / m - xhat * sum_dy_xhat / m)
 // and d gamma = sum_dy_xhat, d beta = sum_dy.
-DCGAN_HD inline float bn_input_grad(float dy, float xhat, float gamma, float inv_std,
-                                    float mean_dy, float mean_dy_xhat) {
+DCGAN_HD inline float bn_input_grad(float dy, float xhat, float gamma, float inv_std, float mean_dy,
+                                    float mean_dy_xhat) {
   return gamma * inv_std * (dy - mean_dy - xhat * mean_dy_xhat);
 }
 

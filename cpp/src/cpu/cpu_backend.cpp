@@ -108,8 +108,8 @@ class CpuBackend : public Backend {
     });
   }
   float* alloc(int64_t n) override {
-    auto* p = static_cast<float*>(std::calloc(static_cast<size_t>(std::max<int64_t>(n, 1)),
-                                              sizeof(float)));
+    auto* p = static_cast<float*>(
+        std::calloc(static_cast<size_t>(std::max<int64_t>(n, 1)), sizeof(float)));
     if (!p) throw BackendError("out of host memory allocating " + std::to_string(n) + " floats");
     return p;
   }

@@ -1,7 +1,7 @@
 // Inverted dropout with counter-based (Philox) masks.
-#include <cstring>
 #include <omp.h>
 
+#include <cstring>
 #include <vector>
 
 #include "core/elementwise.hpp"

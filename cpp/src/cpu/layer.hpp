@@ -41,7 +41,7 @@ struct Reorder {
 // `have` itself if it already has desc `want`, else a new memory of `want`; in that case
 // `*conv` receives the reorder have->new (to_want) or new->have (!to_want).
 inline memory adapt(Ctx& c, const memory& have, const md_t& want, std::optional<Reorder>* conv,
-             bool to_want) {
+                    bool to_want) {
   if (have.get_desc() == want) return have;
   memory m(want, c.eng);
   if (to_want)

@@ -1,6 +1,6 @@
 // Element-wise operations of the GAN step on the CPU: Adam (OpenMP SIMD loops over
-// core/elementwise.hpp's adam_element), the losses on D's logits, noise, and the conversion of stored images (uint8 or
-// float32, NCHW or NHWC) into the model's float NCHW input.
+// core/elementwise.hpp's adam_element), the losses on D's logits, noise, and the conversion of
+// stored images (uint8 or float32, NCHW or NHWC) into the model's float NCHW input.
 #include "cpu/ops.hpp"
 
 #include <omp.h>
@@ -75,7 +75,9 @@ namespace {
 template <class T>
 void convert_image(float* dst, const T* src, const ImageFormat& f) {
   const int64_t hw = f.h * f.w, c = f.c;
-  auto scale = [&](T x) { return scale_value(static_cast<float>(x), f.identity, f.sub, f.mul, f.add); };
+  auto scale = [&](T x) {
+    return scale_value(static_cast<float>(x), f.identity, f.sub, f.mul, f.add);
+  };
   if (f.layout == Layout::NCHW || c == 1) {
     for (int64_t i = 0; i < c * hw; ++i) dst[i] = scale(src[i]);
   } else {

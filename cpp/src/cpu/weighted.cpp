@@ -140,7 +140,9 @@ class WeightedLayer : public Layer {
       if (src_bw_reorder_) src_bw_reorder_->run(s);
       if (dd_bw_reorder_) dd_bw_reorder_->run(s);
       std::unordered_map<int, memory> args{
-          {DNNL_ARG_SRC, src_bw_}, {DNNL_ARG_DIFF_DST, dd_bw_}, {DNNL_ARG_DIFF_WEIGHTS, dw_reorder_[0] ? dw_ : dw_canon_[slot]}};
+          {DNNL_ARG_SRC, src_bw_},
+          {DNNL_ARG_DIFF_DST, dd_bw_},
+          {DNNL_ARG_DIFF_WEIGHTS, dw_reorder_[0] ? dw_ : dw_canon_[slot]}};
       if (L_.spec.bias) args[DNNL_ARG_DIFF_BIAS] = db_[slot];
       bwd_w_.execute(s, args);
       if (dw_reorder_[slot]) dw_reorder_[slot]->run(s);

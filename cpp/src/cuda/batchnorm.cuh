@@ -74,8 +74,8 @@ __global__ void bn_backward_reduce_kernel(const float* x, const float* dy, int64
   }
 }
 
-__global__ void bn_backward_kernel(const float* x, const float* dy, float* dx, int64_t n,
-                                   int64_t C, int64_t S, const float* mean, const float* inv_std,
+__global__ void bn_backward_kernel(const float* x, const float* dy, float* dx, int64_t n, int64_t C,
+                                   int64_t S, const float* mean, const float* inv_std,
                                    const float* gamma, const float* mean_dy,
                                    const float* mean_dy_xhat) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;

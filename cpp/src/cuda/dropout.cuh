@@ -7,8 +7,8 @@
 
 namespace dcgan::cuda {
 
-__global__ void dropout_forward_kernel(const float* x, float* y, float* mask, int64_t n,
-                                       Philox rng, uint64_t layer, float p) {
+__global__ void dropout_forward_kernel(const float* x, float* y, float* mask, int64_t n, Philox rng,
+                                       uint64_t layer, float p) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float k = dropout_multiplier(rng, layer, i, p);
@@ -17,8 +17,7 @@ __global__ void dropout_forward_kernel(const float* x, float* y, float* mask, in
   }
 }
 
-__global__ void dropout_backward_kernel(const float* dy, const float* mask, float* dx,
-                                        int64_t n) {
+__global__ void dropout_backward_kernel(const float* dy, const float* mask, float* dx, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dx[i] = dy[i] * mask[i];

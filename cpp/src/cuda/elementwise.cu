@@ -15,8 +15,8 @@ namespace {
 void launched() { CUDA_CHECK(cudaGetLastError()); }
 }  // namespace
 
-void d_loss(cudaStream_t s, LossKind kind, bool real, const float* logits, int64_t n,
-            float target, float* d_logits, float* loss_out, float* mean_out) {
+void d_loss(cudaStream_t s, LossKind kind, bool real, const float* logits, int64_t n, float target,
+            float* d_logits, float* loss_out, float* mean_out) {
   d_loss_kernel<<<1, kBlock, 0, s>>>(kind, real, logits, static_cast<int>(n), target, d_logits,
                                      loss_out, mean_out);
   launched();
@@ -29,8 +29,8 @@ void g_loss(cudaStream_t s, LossKind kind, const float* logits, int64_t n, float
   launched();
 }
 
-void adam(cudaStream_t s, float* p, float* m, float* v, int64_t n, const float* g0,
-          const float* g1, const AdamScalars& a) {
+void adam(cudaStream_t s, float* p, float* m, float* v, int64_t n, const float* g0, const float* g1,
+          const AdamScalars& a) {
   adam_kernel<<<grid_for(n), kBlock, 0, s>>>(p, m, v, n, g0, g1, a);
   launched();
 }
@@ -49,8 +49,8 @@ void convert_batch(cudaStream_t s, float* dst, const void* src, int64_t count,
     convert_batch_kernel<<<grid_for(n), kBlock, 0, s>>>(dst, static_cast<const uint8_t*>(src),
                                                         count, fmt);
   else
-    convert_batch_kernel<<<grid_for(n), kBlock, 0, s>>>(dst, static_cast<const float*>(src),
-                                                        count, fmt);
+    convert_batch_kernel<<<grid_for(n), kBlock, 0, s>>>(dst, static_cast<const float*>(src), count,
+                                                        fmt);
   launched();
 }
 
@@ -90,8 +90,8 @@ void bn_forward_training(cudaStream_t s, const float* x, float* y, int64_t N, in
   launched();
 }
 
-void bn_forward_inference(cudaStream_t s, const float* x, float* y, int64_t N, int64_t C,
-                          int64_t S, float eps, const float* gamma, const float* beta,
+void bn_forward_inference(cudaStream_t s, const float* x, float* y, int64_t N, int64_t C, int64_t S,
+                          float eps, const float* gamma, const float* beta,
                           const float* running_mean, const float* running_var) {
   const int64_t n = N * C * S;
   bn_infer_kernel<<<grid_for(n), kBlock, 0, s>>>(x, y, n, C, S, running_mean, running_var, eps,

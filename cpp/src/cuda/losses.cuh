@@ -20,7 +20,8 @@ __global__ void d_loss_kernel(LossKind kind, bool real, const float* logits, int
   }
   loss = block_sum(loss);
   out = block_sum(out);
-  if (threadIdx.x == 0) *loss_out = static_cast<float>(loss * inv_n), *mean_out = static_cast<float>(out * inv_n);
+  if (threadIdx.x == 0)
+    *loss_out = static_cast<float>(loss * inv_n), *mean_out = static_cast<float>(out * inv_n);
 }
 
 __global__ void g_loss_kernel(LossKind kind, const float* logits, int n, float* d_logits,
@@ -34,7 +35,8 @@ __global__ void g_loss_kernel(LossKind kind, const float* logits, int n, float* 
   }
   loss = block_sum(loss);
   out = block_sum(out);
-  if (threadIdx.x == 0) *loss_out = static_cast<float>(loss * inv_n), *mean_out = static_cast<float>(out * inv_n);
+  if (threadIdx.x == 0)
+    *loss_out = static_cast<float>(loss * inv_n), *mean_out = static_cast<float>(out * inv_n);
 }
 
 }  // namespace dcgan::cuda

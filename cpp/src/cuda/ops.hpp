@@ -11,12 +11,12 @@
 
 namespace dcgan::cuda {
 
-void d_loss(cudaStream_t s, LossKind kind, bool real, const float* logits, int64_t n,
-            float target, float* d_logits, float* loss_out, float* mean_out);
+void d_loss(cudaStream_t s, LossKind kind, bool real, const float* logits, int64_t n, float target,
+            float* d_logits, float* loss_out, float* mean_out);
 void g_loss(cudaStream_t s, LossKind kind, const float* logits, int64_t n, float* d_logits,
             float* loss_out, float* mean_out);
-void adam(cudaStream_t s, float* p, float* m, float* v, int64_t n, const float* g0,
-          const float* g1, const AdamScalars& a);
+void adam(cudaStream_t s, float* p, float* m, float* v, int64_t n, const float* g0, const float* g1,
+          const AdamScalars& a);
 void fill_noise(cudaStream_t s, float* dst, int64_t n, NoiseKind kind, uint64_t seed,
                 uint32_t stream, uint64_t counter);
 // `src`: count images in fmt's dtype and layout, back to back, in device memory.
@@ -36,8 +36,8 @@ void bn_forward_training(cudaStream_t s, const float* x, float* y, int64_t N, in
                          float eps, float momentum, const float* gamma, const float* beta,
                          float* mean, float* var, float* inv_std, float* running_mean,
                          float* running_var);
-void bn_forward_inference(cudaStream_t s, const float* x, float* y, int64_t N, int64_t C,
-                          int64_t S, float eps, const float* gamma, const float* beta,
+void bn_forward_inference(cudaStream_t s, const float* x, float* y, int64_t N, int64_t C, int64_t S,
+                          float eps, const float* gamma, const float* beta,
                           const float* running_mean, const float* running_var);
 // `scratch`: 2 C floats. d_gamma / d_beta may be null (no weight gradients wanted).
 void bn_backward(cudaStream_t s, const float* x, const float* dy, float* dx, int64_t N, int64_t C,
