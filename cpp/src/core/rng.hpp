@@ -5,6 +5,7 @@
 #pragma once
 
 #include <math.h>
+#include <string.h>
 
 #include <cstdint>
 
@@ -60,12 +61,49 @@ struct Philox {
     uint32_t w[4];
     block(i >> 1, w);
     const int pair = static_cast<int>(i & 1);
-    const float u1 = to_open_unit(w[2 * pair]);
-    const float u2 = to_unit(w[2 * pair + 1]);
-    // sqrtf/logf/cosf: the same single-precision functions std:: calls on the host, and the
-    // CUDA device functions on a GPU (whose logf/cosf may differ in the last bit).
-    const float r = sqrtf(-2.0f * logf(u1));
-    return r * cosf(6.2831853071795864f * u2);
+    const double u1 = to_open_unit(w[2 * pair]);
+    const double u2 = to_unit(w[2 * pair + 1]);
+    // In double, from IEEE-exact operations only (no libm log or cos, whose host and device
+    // versions differ in the last bit): the same bits on every backend.
+    return static_cast<float>(sqrt(-2.0 * exact_log(u1)) * exact_cos_2pi(u2));
+  }
+
+  // log(x) for a positive normal x: x = m 2^e with m in [sqrt(1/2), sqrt(2)), and
+  // log m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, by its series to s^23
+  // (truncation below 1e-18). Built from +, -, *, / and bit operations only.
+  DCGAN_HD static inline double exact_log(double x) {
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    int e = static_cast<int>((bits >> 52) & 0x7ff) - 1023;
+    bits = (bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull;  // m in [1, 2)
+    double m;
+    memcpy(&m, &bits, sizeof m);
+    if (m > 1.4142135623730951) m *= 0.5, e += 1;
+    const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+    double p = 1.0 / 23.0;
+    for (int k = 21; k >= 1; k -= 2) p = p * s2 + 1.0 / k;
+    return 2.0 * s * p + e * 0.69314718055994530942;
+  }
+
+  // cos(2 pi u) for u in [0, 1): u = q / 4 + t with |t| <= 1/8, then the Taylor series of
+  // cos and sin at x = 2 pi t (|x| <= pi / 4, terms to x^16 and x^17: error below 1e-17).
+  DCGAN_HD static inline double exact_cos_2pi(double u) {
+    const double q = floor(4.0 * u + 0.5);
+    const double x = 6.283185307179586477 * (u - 0.25 * q), x2 = x * x;
+    double c = 1.0, sn = 1.0;
+    for (int k = 16; k >= 2; k -= 2) c = 1.0 - c * x2 / (k * (k - 1.0));
+    for (int k = 17; k >= 3; k -= 2) sn = 1.0 - sn * x2 / (k * (k - 1.0));
+    sn *= x;
+    switch (static_cast<int>(q) & 3) {
+      case 0:
+        return c;
+      case 1:
+        return -sn;
+      case 2:
+        return -c;
+      default:
+        return sn;
+    }
   }
 
   // Element i of a uniform [0, 1) sequence.
