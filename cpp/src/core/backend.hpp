@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/batch_source.hpp"
+#include "core/counter.hpp"
 #include "core/spec.hpp"
 
 namespace dcgan {
@@ -48,6 +50,13 @@ class ParamStore {
   }
 };
 
+// Work recorded once and replayed (a CUDA graph): the same kernels on the same buffers.
+class Recording {
+ public:
+  virtual ~Recording() = default;
+  virtual void replay() = 0;
+};
+
 // A network compiled for a fixed batch size. All buffers are fixed at construction.
 class NetExec {
  public:
@@ -58,7 +67,7 @@ class NetExec {
   virtual float* d_output() = 0;       // filled by the caller before backward
   virtual const float* d_input() = 0;  // valid after backward(need_d_input = true)
   // `dropout_counter` selects this pass's dropout masks (Stream::Dropout of the net's seed).
-  virtual void forward(bool training, uint64_t dropout_counter) = 0;
+  virtual void forward(bool training, Counter dropout_counter) = 0;
   // Back-propagates d_output. Weight gradients overwrite grad(grad_slot); -1 skips them.
   // Forward state is left intact, so backward may run again with another d_output.
   virtual void backward(bool need_d_input, int grad_slot) = 0;
@@ -70,7 +79,9 @@ struct AdamParams {
 
 // What a caller may ask of a backend when creating it.
 struct BackendOptions {
-  int threads = 0;  // CPU: OpenMP threads (0: the runtime's default)
+  int threads = 0;     // CPU: OpenMP threads (0: the runtime's default)
+  bool tf32 = false;   // CUDA: allow TF32 tensor-core math in convolutions and GEMMs
+  int device = -1;     // CUDA: device ordinal (-1: the current device)
 };
 
 class Backend {
@@ -98,12 +109,16 @@ class Backend {
   virtual void download(float* host, const float* src, int64_t n) = 0;
   virtual void copy(float* dst, const float* src, int64_t n) = 0;
 
-  // Converts `count` images (host memory, each numel(fmt) values in fmt's dtype and layout) to
-  // float NCHW scaled by fmt's affine map, into dst (batch, C, H, W).
-  virtual void load_batch(float* dst, const ImageFormat& fmt, const void* const* images,
-                          int64_t count) = 0;
+  // A real batch in two halves. stage_batch (host side, never recorded) takes `count` images
+  // (host memory, each numel(fmt) values in fmt's dtype and layout, valid only during the call)
+  // into staging slot `slot`; convert_batch (recordable) writes the slot's images as float NCHW
+  // scaled by fmt's affine map into dst (count, C, H, W). stage_batch returns true when the
+  // slot's backend buffer or format changed, which invalidates recordings that convert it.
+  virtual bool stage_batch(int slot, const ImageFormat& fmt, const void* const* images,
+                           int64_t count) = 0;
+  virtual void convert_batch(float* dst, int slot) = 0;
   virtual void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t stream,
-                          uint64_t counter) = 0;
+                          Counter counter) = 0;
 
   // Discriminator loss term on `n` logits against `target` (1 - smoothing for real, 0 for
   // fake): writes d(mean loss)/d(logits) into d_logits, and the mean loss and the mean D output
@@ -117,8 +132,17 @@ class Backend {
 
   // One Adam step (PyTorch's formula) on p's parameters with gradient g0 (+ g1 when g1 !=
   // nullptr); `t` is the 1-based step count for bias correction.
-  virtual void adam(ParamStore& p, const AdamParams& h, int64_t t, const float* g0,
+  virtual void adam(ParamStore& p, const AdamParams& h, Counter t, const float* g0,
                     const float* g1) = 0;
+
+  // Records the work `enqueue` issues, without running it, for replay (a CUDA graph). Returns
+  // nullptr where the backend cannot record (CPU: every operation runs as it is issued) and
+  // sets *why; throws on a backend failure.
+  virtual std::unique_ptr<Recording> record(const std::function<void()>& enqueue,
+                                            std::string* why) {
+    if (why) *why = "the " + name() + " backend runs operations as they are issued";
+    return nullptr;
+  }
 };
 
 // Backend memory that releases itself.

@@ -16,6 +16,13 @@ constexpr uint64_t kPassesPerStep = 256;
 constexpr uint64_t kGSeedSalt = 0x9E3779B97F4A7C15ull;
 // Steps whose statistics are gathered in backend memory before one download.
 constexpr int64_t kStatsChunk = 256;
+// Eager run() steps before a step is recorded: libraries allocate and load kernels on first use.
+constexpr int kWarmupSteps = 1;
+
+// The counters of one step, uploaded before it runs; operations read them through Counter.
+enum CounterSlot { kCtrNoise, kCtrPass, kCtrAdamD, kCtrAdamG, kCountersPerStep };
+// Backend memory is allocated in floats: a uint64 takes two.
+constexpr int64_t kCounterFloats = kCountersPerStep * 2;
 }  // namespace
 
 GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
@@ -70,6 +77,16 @@ GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
   d_ = be_->compile(d_plan_, *d_params_, cfg_.batch, cfg_.seed);
   index_.resize(cfg_.batch);
   stats_ = DeviceBuffer(*be_, kStatsChunk * kStatsPerStep);
+  step_stats_ = DeviceBuffer(*be_, kStatsPerStep);
+  counters_ = DeviceBuffer(*be_, kCounterFloats);
+}
+
+void GanTrainer::set_use_recording(bool on) {
+  use_recording_ = on;
+  if (!on) {
+    rec_.reset();
+    rec_status_ = "eager";
+  }
 }
 
 void GanTrainer::set_data(std::unique_ptr<BatchSource> source) {
@@ -81,6 +98,8 @@ void GanTrainer::set_data(std::unique_ptr<BatchSource> source) {
                                                 comm_->rank(), comm_->size());
   source_ = std::move(source);
   sampler_ = std::move(sampler);
+  rec_.reset();  // the staged format may differ
+  eager_steps_ = 0;
 }
 
 int64_t GanTrainer::steps_per_epoch() const { return sampler_ ? sampler_->steps_per_epoch() : 0; }
@@ -89,44 +108,87 @@ int64_t GanTrainer::steps_left_in_epoch() const {
   return sampler_ ? sampler_->steps_left(st_.data) : 0;
 }
 
-void GanTrainer::load_real(const float* host_batch) {
-  if (host_batch) {
-    be_->upload(d_->input(), host_batch, cfg_.batch * numel(cfg_.image));
-  } else {
-    sampler_->next(st_.data, index_.data());
-    const void* const* images = source_->fetch(index_.data(), cfg_.batch);
-    be_->load_batch(d_->input(), source_->format(), images, cfg_.batch);
-  }
-}
-
 void GanTrainer::reduce_grads(ParamStore& p, bool two_slots) {
   if (comm_->size() == 1) return;
   comm_->all_reduce_mean(p.grad(0), p.n_params);
   if (two_slots) comm_->all_reduce_mean(p.grad(1), p.n_params);
 }
 
-void GanTrainer::train_step(const float* host_batch, float* stats) {
+void GanTrainer::train_step(const float* host_batch, float* stats_out, bool may_record) {
+  // Host half: this step's counters, and its real batches into staging slots 0..n_critic-1.
+  uint64_t ctr[kCountersPerStep];
+  ctr[kCtrNoise] = static_cast<uint64_t>(st_.step) * kNoisePerStep;
+  ctr[kCtrPass] = static_cast<uint64_t>(st_.step) * kPassesPerStep;
+  ctr[kCtrAdamD] = static_cast<uint64_t>(st_.adam_t_d);
+  ctr[kCtrAdamG] = static_cast<uint64_t>(st_.adam_t_g);
+  be_->upload(counters_.get(), reinterpret_cast<const float*>(ctr), kCounterFloats);
+  bool changed = false;
+  for (int k = 0; k < cfg_.n_critic; ++k) {
+    if (host_batch) {
+      ImageFormat f;  // float NCHW, already in the model's range
+      f.c = cfg_.image[0], f.h = cfg_.image[1], f.w = cfg_.image[2];
+      std::vector<const void*> ptrs(static_cast<size_t>(cfg_.batch));
+      for (int64_t i = 0; i < cfg_.batch; ++i) ptrs[i] = host_batch + i * f.numel();
+      changed |= be_->stage_batch(k, f, ptrs.data(), cfg_.batch);
+    } else {
+      sampler_->next(st_.data, index_.data());
+      changed |= be_->stage_batch(k, source_->format(), source_->fetch(index_.data(), cfg_.batch),
+                                  cfg_.batch);
+    }
+  }
+  if (changed) rec_.reset(), eager_steps_ = 0;
+
+  // Device half. A recording holds no host work: gradient reduction and BN statistics across
+  // processes go through the communicator on the host, so several processes run eagerly.
+  if (may_record && use_recording_ && comm_->size() == 1) {
+    if (!rec_ && eager_steps_ >= kWarmupSteps && rec_status_ == "eager") {
+      rec_status_.clear();
+      rec_ = be_->record([this] { device_step(); }, &rec_status_);
+      if (rec_) rec_status_ = "recorded";
+    }
+    if (rec_) {
+      rec_->replay();
+    } else {
+      device_step();
+      ++eager_steps_;
+    }
+  } else {
+    device_step();
+  }
+  be_->copy(stats_out, step_stats_.get(), kStatsPerStep);
+
+  st_.adam_t_d += cfg_.n_critic;
+  st_.adam_t_g += cfg_.g_steps;
+  st_.step++;
+}
+
+void GanTrainer::device_step() {
   const int64_t B = cfg_.batch;
   const int64_t n_img = B * numel(cfg_.image);
   const float real_target = 1.f - cfg_.label_smoothing;
-  uint64_t noise_ctr = static_cast<uint64_t>(st_.step) * kNoisePerStep;
-  uint64_t pass_ctr = static_cast<uint64_t>(st_.step) * kPassesPerStep;
+  const auto* ctr = reinterpret_cast<const uint64_t*>(counters_.get());
+  float* stats = step_stats_.get();
+  uint64_t noise_k = 0, pass_k = 0, adam_d_k = 0, adam_g_k = 0;
+  auto noise = [&] { return Counter(ctr + kCtrNoise, noise_k++); };
+  auto pass = [&] { return Counter(ctr + kCtrPass, pass_k++); };
 
   auto g_forward = [&] {
     be_->fill_noise(g_->input(), B * cfg_.z_dim, cfg_.noise, cfg_.seed,
-                    static_cast<uint32_t>(Stream::Noise), noise_ctr++);
-    g_->forward(true, pass_ctr++);
+                    static_cast<uint32_t>(Stream::Noise), noise());
+    g_->forward(true, pass());
     be_->copy(d_->input(), g_->output(), n_img);
   };
   auto g_backward_from_d = [&] {
     be_->copy(g_->d_output(), d_->d_input(), n_img);
     g_->backward(false, 0);
     reduce_grads(*g_params_, false);
-    be_->adam(*g_params_, cfg_.adam_g, ++st_.adam_t_g, g_params_->grad(0), nullptr);
+    be_->adam(*g_params_, cfg_.adam_g, Counter(ctr + kCtrAdamG, ++adam_g_k), g_params_->grad(0),
+              nullptr);
   };
   auto d_update = [&] {
     reduce_grads(*d_params_, true);
-    be_->adam(*d_params_, cfg_.adam_d, ++st_.adam_t_d, d_params_->grad(0), d_params_->grad(1));
+    be_->adam(*d_params_, cfg_.adam_d, Counter(ctr + kCtrAdamD, ++adam_d_k), d_params_->grad(0),
+              d_params_->grad(1));
   };
   auto end_step = [&] {
     // BatchNorm running statistics: the mean over ranks (no-op alone).
@@ -134,18 +196,17 @@ void GanTrainer::train_step(const float* host_batch, float* stats) {
       if (g_plan_.n_state) comm_->all_reduce_mean(g_params_->state(), g_plan_.n_state);
       if (d_plan_.n_state) comm_->all_reduce_mean(d_params_->state(), d_plan_.n_state);
     }
-    st_.step++;
   };
 
   for (int k = 0; k < cfg_.n_critic; ++k) {
-    load_real(host_batch);
-    d_->forward(true, pass_ctr++);
+    be_->convert_batch(d_->input(), k);
+    d_->forward(true, pass());
     be_->d_loss(cfg_.loss, true, d_->output(), B, real_target, d_->d_output(),
                 stats + kStatDLossReal, stats + kStatDReal);
     d_->backward(false, 0);
 
     g_forward();
-    d_->forward(true, pass_ctr++);
+    d_->forward(true, pass());
     be_->d_loss(cfg_.loss, false, d_->output(), B, 0.f, d_->d_output(), stats + kStatDLossFake,
                 stats + kStatDFake);
     d_->backward(false, 1);
@@ -167,7 +228,7 @@ void GanTrainer::train_step(const float* host_batch, float* stats) {
     // The first G step reuses the last D step's fakes (D's input still holds them, G's
     // activations are those of that forward), as PyTorch's reference loop does.
     if (j > 0) g_forward();
-    d_->forward(true, pass_ctr++);
+    d_->forward(true, pass());
     // D's output on the fakes after its update goes to a scratch slot: D(G(z)) reports the
     // D step's value, as before.
     be_->g_loss(cfg_.loss, d_->output(), B, d_->d_output(), stats + kStatGLoss,
@@ -191,8 +252,9 @@ void GanTrainer::collect(const float* dev_stats, int64_t steps, StepStats* out) 
 }
 
 StepStats GanTrainer::step(const float* host_batch) {
+  if (!host_batch) throw InvalidArgument("step needs a batch");
   be_->activate();
-  train_step(host_batch, stats_.get());
+  train_step(host_batch, stats_.get(), /*may_record=*/false);
   StepStats out;
   collect(stats_.get(), 1, &out);
   return out;
@@ -203,7 +265,8 @@ void GanTrainer::run(int64_t steps, StepStats* out) {
   be_->activate();
   for (int64_t done = 0; done < steps;) {
     const int64_t k = std::min(kStatsChunk, steps - done);
-    for (int64_t i = 0; i < k; ++i) train_step(nullptr, stats_.get() + i * kStatsPerStep);
+    for (int64_t i = 0; i < k; ++i)
+      train_step(nullptr, stats_.get() + i * kStatsPerStep, /*may_record=*/true);
     collect(stats_.get(), k, out + done);
     done += k;
   }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/backend.hpp"
@@ -93,9 +94,19 @@ class GanTrainer {
   // The networks as compiled for the training batch; for tests that inspect gradients.
   NetExec& train_net(int net) { return net == 0 ? *g_ : *d_; }
 
+  // Whether run() replays a recorded step (a CUDA graph) where the backend can: on by default.
+  void set_use_recording(bool on);
+  // "recorded" once run() replays a recording, "eager" before (or where it may not), or why
+  // the backend could not record.
+  const std::string& recording_status() const { return rec_status_; }
+
  private:
-  void train_step(const float* host_batch, float* stats);
-  void load_real(const float* host_batch);
+  // One training step: the host half (counters, real batches staged), then the device half,
+  // issued directly or replayed from a recording; statistics into stats_out (backend memory).
+  void train_step(const float* host_batch, float* stats_out, bool may_record);
+  // Everything a step does on the backend, reading its counters and batches from backend
+  // memory only: the work a recording holds.
+  void device_step();
   void reduce_grads(ParamStore& p, bool two_slots);
   void collect(const float* dev_stats, int64_t steps, StepStats* out);
   NetExec& eval_net(int net, int64_t batch);
@@ -111,7 +122,13 @@ class GanTrainer {
   std::unique_ptr<BatchSource> source_;
   std::unique_ptr<EpochSampler> sampler_;
   std::vector<int64_t> index_;
-  DeviceBuffer stats_;  // kStatsChunk steps of kStatsPerStep floats
+  DeviceBuffer stats_;       // kStatsChunk steps of kStatsPerStep floats
+  DeviceBuffer step_stats_;  // the current step's kStatsPerStep floats
+  DeviceBuffer counters_;    // the current step's StepCounters
+  bool use_recording_ = true;
+  int eager_steps_ = 0;  // eager run() steps since the recording was dropped
+  std::unique_ptr<Recording> rec_;
+  std::string rec_status_ = "eager";
 };
 
 }  // namespace dcgan

@@ -51,7 +51,7 @@ class BatchNormLayer : public Layer {
     per_channel_ = batch_ * (L_.in.size() == 3 ? L_.in[1] * L_.in[2] : 1);
   }
 
-  void forward(bool training, uint64_t) override {
+  void forward(bool training, Counter) override {
     if (!training) {
       fwd_infer_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
                                    {DNNL_ARG_MEAN, run_mean_},

@@ -74,7 +74,7 @@ class GuardedNet : public NetExec {
   const float* output() override { return net_->output(); }
   float* d_output() override { return net_->d_output(); }
   const float* d_input() override { return net_->d_input(); }
-  void forward(bool training, uint64_t ctr) override {
+  void forward(bool training, Counter ctr) override {
     guarded([&] { net_->forward(training, ctr); });
   }
   void backward(bool need_d_input, int slot) override {
@@ -114,22 +114,28 @@ class CpuBackend : public Backend {
     return p;
   }
   void release(float* p) override { std::free(p); }
-  void upload(float* dst, const float* host, int64_t n) override {
-    std::memcpy(dst, host, static_cast<size_t>(n) * sizeof(float));
+  void upload(float* dst, const float* host, int64_t n) override { copy_floats(dst, host, n); }
+  void download(float* host, const float* src, int64_t n) override { copy_floats(host, src, n); }
+  void copy(float* dst, const float* src, int64_t n) override { copy_floats(dst, src, n); }
+  // Converted at once into the slot's float buffer; convert_batch copies it out.
+  bool stage_batch(int slot, const ImageFormat& fmt, const void* const* images,
+                   int64_t count) override {
+    if (slot < 0 || count < 0) throw InvalidArgument("bad staging slot or count");
+    if (static_cast<size_t>(slot) >= staged_.size()) staged_.resize(slot + 1);
+    std::vector<float>& buf = staged_[slot];
+    const bool changed = buf.size() != static_cast<size_t>(count * fmt.numel());
+    buf.resize(static_cast<size_t>(count * fmt.numel()));
+    cpu::load_batch(buf.data(), fmt, images, count);
+    return changed;
   }
-  void download(float* host, const float* src, int64_t n) override {
-    std::memcpy(host, src, static_cast<size_t>(n) * sizeof(float));
-  }
-  void copy(float* dst, const float* src, int64_t n) override {
-    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-  }
-  void load_batch(float* dst, const ImageFormat& fmt, const void* const* images,
-                  int64_t count) override {
-    cpu::load_batch(dst, fmt, images, count);
+  void convert_batch(float* dst, int slot) override {
+    if (slot < 0 || static_cast<size_t>(slot) >= staged_.size())
+      throw InvalidArgument("staging slot " + std::to_string(slot) + " holds no batch");
+    copy_floats(dst, staged_[slot].data(), static_cast<int64_t>(staged_[slot].size()));
   }
   void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t stream,
-                  uint64_t counter) override {
-    cpu::fill_noise(dst, n, kind, seed, stream, counter);
+                  Counter counter) override {
+    cpu::fill_noise(dst, n, kind, seed, stream, counter.value());
   }
   void d_loss(LossKind kind, bool real, const float* logits, int64_t n, float target,
               float* d_logits, float* loss_out, float* mean_out) override {
@@ -141,15 +147,20 @@ class CpuBackend : public Backend {
     const LossOut r = cpu::g_loss(kind, logits, n, d_logits);
     *loss_out = static_cast<float>(r.loss), *mean_out = static_cast<float>(r.mean_out);
   }
-  void adam(ParamStore& p, const AdamParams& h, int64_t t, const float* g0,
+  void adam(ParamStore& p, const AdamParams& h, Counter t, const float* g0,
             const float* g1) override {
-    adam_update(p.params(), p.adam_m(), p.adam_v(), p.n_params, h, t, g0, g1);
+    adam_update(p.params(), p.adam_m(), p.adam_v(), p.n_params, h,
+                static_cast<int64_t>(t.value()), g0, g1);
     static_cast<HostParams&>(p).touch();
   }
 
  private:
+  static void copy_floats(float* dst, const float* src, int64_t n) {
+    if (n > 0) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+  }
   int threads_;
   Ctx ctx_;
+  std::vector<std::vector<float>> staged_;
 };
 
 const char* isa_name(dnnl::cpu_isa isa) {

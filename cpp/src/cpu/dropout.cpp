@@ -28,7 +28,7 @@ class DropoutLayer : public Layer {
     mask_.assign(n_, 0.f);
   }
 
-  void forward(bool training, uint64_t ctr) override {
+  void forward(bool training, Counter ctr) override {
     const float* x = static_cast<const float*>(in_.get_data_handle());
     float* y = static_cast<float*>(out.get_data_handle());
     const float p = L_.spec.p;
@@ -37,7 +37,7 @@ class DropoutLayer : public Layer {
       std::memcpy(y, x, n_ * sizeof(float));
       return;
     }
-    const Philox rng(seed_, Stream::Dropout, ctr);
+    const Philox rng(seed_, Stream::Dropout, ctr.value());
     float* mk = mask_.data();
     // dropout_multiplier (core/elementwise.hpp), one Philox block per 4 elements.
     const float scale = dropout_scale(p);

@@ -41,7 +41,7 @@ class EltwiseLayer : public Layer {
     out = in_place_ ? in : memory(md, c.eng);
     d_out = in_place_ ? d_in : memory(md, c.eng);
   }
-  void forward(bool, uint64_t) override {
+  void forward(bool, Counter) override {
     fwd_.execute(c_.strm, {{DNNL_ARG_SRC, in_}, {DNNL_ARG_DST, out}});
   }
   void backward(bool, int) override {

@@ -56,7 +56,7 @@ class Layer {
   virtual ~Layer() = default;
   // Creates primitives and the output memories for input memories `in` / `d_in`.
   virtual void build(Ctx& c, const memory& in, const memory& d_in) = 0;
-  virtual void forward(bool training, uint64_t ctr) = 0;
+  virtual void forward(bool training, Counter ctr) = 0;
   virtual void backward(bool need_d_in, int slot) = 0;
   virtual bool has_params() const { return false; }
   memory out, d_out;

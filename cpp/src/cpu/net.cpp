@@ -62,7 +62,7 @@ class CpuNet : public NetExec {
   float* d_output() override { return static_cast<float*>(d_out_.get_data_handle()); }
   const float* d_input() override { return static_cast<const float*>(d_in_.get_data_handle()); }
 
-  void forward(bool training, uint64_t ctr) override {
+  void forward(bool training, Counter ctr) override {
     for (auto& l : layers_) l->forward(training, ctr);
     if (out_reorder_) out_reorder_->run(c_.strm);
     c_.strm.wait();

@@ -27,7 +27,7 @@ class ReshapeLayer : public Layer {
       d_out = memory(plain_out, c.eng, dtmp.get_data_handle());
     }
   }
-  void forward(bool, uint64_t) override {
+  void forward(bool, Counter) override {
     if (fwd_) fwd_->run(c_.strm);
   }
   void backward(bool, int) override {

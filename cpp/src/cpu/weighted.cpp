@@ -111,7 +111,7 @@ class WeightedLayer : public Layer {
     if (has_bias) db_scratch_ = memory(b_md, c.eng);
   }
 
-  void forward(bool training, uint64_t) override {
+  void forward(bool training, Counter) override {
     auto& s = c_.strm;
     if (src_reorder_) src_reorder_->run(s);
     if (w_version_ != ps_.version()) {
