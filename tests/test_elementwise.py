@@ -188,3 +188,33 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="t must be >= 1"):
         z = np.zeros(2, np.float32)
         K.adam(z, z, z, z, 1e-3, 0.9, 0.999, 1e-8, 0)
+
+
+@pytest.mark.parametrize("pads", [(1, 2, 1, 2), (2, 1, 0, 3), (0, 0, 0, 0), (3, 0, 2, 2)])
+def test_pad_and_crop_indexing_is_numpys(pads):
+    # The CUDA backend's explicit padding for asymmetric convolution padding (TensorFlow's
+    # "same" with an odd total, PyTorch's output_padding): pad2d is np.pad with zeros, crop2d
+    # its inverse.
+    lo_h, hi_h, lo_w, hi_w = pads
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 7)).astype(np.float32)
+    xp = K.pad2d(x, lo_h, hi_h, lo_w, hi_w)
+    np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (0, 0), (lo_h, hi_h), (lo_w, hi_w))))
+    np.testing.assert_array_equal(K.crop2d(xp, lo_h, hi_h, lo_w, hi_w), x)
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        K.pad2d(x, -1, 0, 0, 0)
+    with pytest.raises(ValueError, match="bad crop"):
+        K.crop2d(x, 5, 5, 0, 0)
+
+
+def test_dropout_masks_follow_the_logical_index_after_a_convolution():
+    # oneDNN stores a convolution's output channel-blocked; the CPU backend keys each element's
+    # mask by its logical (N, C, H, W) index, as the CUDA backend does on its plain arrays.
+    n, p, seed, counter = 3, 0.4, 5, 11
+    conv = {"type": "conv2d", "out": 16, "kernel": 3, "stride": 1, "padding": 1}
+    x = np.random.default_rng(1).standard_normal((n, 3, 6, 6)).astype(np.float32)
+    a = _core.Network([conv], [3, 6, 6], n, seed=seed)
+    b = _core.Network([conv, {"type": "dropout", "p": p}], [3, 6, 6], n, seed=seed)
+    ya = a.forward(x, counter=counter)
+    yb = b.forward(x, counter=counter)
+    mask = K.dropout_multipliers(seed, counter, 1, ya.size, p).reshape(ya.shape)
+    np.testing.assert_array_equal(yb, ya * mask)

@@ -169,6 +169,36 @@ void add_kernels_module(py::module_& parent) {
         return y;
       },
       py::arg("x"), py::arg("identity"), py::arg("sub"), py::arg("mul"), py::arg("add"));
+  m.def(
+      "pad2d",
+      [](const F32& x, int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w) {
+        if (x.ndim() != 4) throw InvalidArgument("pad2d: x must be (N, C, H, W)");
+        if (lo_h < 0 || hi_h < 0 || lo_w < 0 || hi_w < 0)
+          throw InvalidArgument("pad2d: padding must be >= 0");
+        const PadGeometry g{x.shape(2), x.shape(3), lo_h, hi_h, lo_w, hi_w};
+        F32 y({x.shape(0), x.shape(1), g.Hp(), g.Wp()});
+        for (py::ssize_t o = 0; o < y.size(); ++o) {
+          const int64_t src = pad_source(o, g);
+          y.mutable_data()[o] = src >= 0 ? x.data()[src] : 0.f;
+        }
+        return y;
+      },
+      py::arg("x"), py::arg("lo_h"), py::arg("hi_h"), py::arg("lo_w"), py::arg("hi_w"),
+      "The CUDA backend's explicit padding (pad_source), on the host.");
+  m.def(
+      "crop2d",
+      [](const F32& xp, int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w) {
+        if (xp.ndim() != 4) throw InvalidArgument("crop2d: xp must be (N, C, Hp, Wp)");
+        const int64_t H = xp.shape(2) - lo_h - hi_h, W = xp.shape(3) - lo_w - hi_w;
+        if (lo_h < 0 || hi_h < 0 || lo_w < 0 || hi_w < 0 || H <= 0 || W <= 0)
+          throw InvalidArgument("crop2d: bad crop for the array's shape");
+        const PadGeometry g{H, W, lo_h, hi_h, lo_w, hi_w};
+        F32 y({xp.shape(0), xp.shape(1), H, W});
+        for (py::ssize_t o = 0; o < y.size(); ++o) y.mutable_data()[o] = xp.data()[crop_source(o, g)];
+        return y;
+      },
+      py::arg("xp"), py::arg("lo_h"), py::arg("hi_h"), py::arg("lo_w"), py::arg("hi_w"),
+      "The CUDA backend's crop (crop_source), on the host.");
 }
 
 }  // namespace dcgan

@@ -105,6 +105,7 @@ GanConfig parse_config(const py::dict& d) {
 std::unique_ptr<Backend> backend_from(const py::dict& d) {
   BackendOptions o;
   o.threads = get<int>(d, "threads", 0);
+  o.tf32 = get<bool>(d, "tf32", false);
   return make_backend(get<std::string>(d, "device", "cpu"), o);
 }
 
@@ -462,6 +463,14 @@ class PyTrainer {
     return t_.steps_left_in_epoch();
   }
   std::string device() { return t_.backend().name(); }
+  void set_use_recording(bool on) {
+    TrainerLock guard(mu_);
+    t_.set_use_recording(on);
+  }
+  std::string recording_status() {
+    TrainerLock guard(mu_);
+    return t_.recording_status();
+  }
   int world_size() { return t_.comm().size(); }
   int rank() { return t_.comm().rank(); }
 
@@ -617,6 +626,10 @@ PYBIND11_MODULE(_core, m) {
       .def("steps_per_epoch", &PyTrainer::steps_per_epoch)
       .def("steps_left_in_epoch", &PyTrainer::steps_left_in_epoch)
       .def_property_readonly("device", &PyTrainer::device)
+      .def("set_use_recording", &PyTrainer::set_use_recording, py::arg("on"),
+           "Replay run()'s step as a recording (a CUDA graph) where the backend can.")
+      .def_property_readonly("recording_status", &PyTrainer::recording_status,
+                             "'recorded', 'eager', or why the backend could not record.")
       .def_property_readonly("world_size", &PyTrainer::world_size)
       .def_property_readonly("rank", &PyTrainer::rank);
 

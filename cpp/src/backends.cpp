@@ -1,6 +1,9 @@
 // The backends compiled into this library, registered once on first use of the registry.
 #include "core/registry.hpp"
 #include "cpu/cpu_backend.hpp"
+#ifdef DCGAN_WITH_CUDA
+#include "cuda/cuda_backend.hpp"
+#endif
 
 namespace dcgan {
 

@@ -26,9 +26,15 @@ def backends() -> List[Dict[str, Any]]:
     return [dict(b) for b in _core.backends()]
 
 
+def cuda_available() -> bool:
+    """True when this installation has the CUDA backend (built with ``DCGAN_CUDA=ON``) and a
+    usable NVIDIA GPU; ``dcgan.backends()`` says why not otherwise."""
+    return any(b["name"] == "cuda" and b["available"] for b in backends())
+
+
 onednn_version = next(b["library"].split()[-1] for b in backends() if b["name"] == "cpu")
 
-__all__ = ["backends", "Config", "Trainer", "Generator", "Callback", "SampleGrid", "ModelCheckpoint", "HistoryLogger",
+__all__ = ["backends", "cuda_available", "Config", "Trainer", "Generator", "Callback", "SampleGrid", "ModelCheckpoint", "HistoryLogger",
            "EarlyStop", "prepare_images", "callbacks", "datasets", "plot", "__version__"]
 
 

@@ -120,6 +120,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="stop when the run has this many steps in all")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for the core (Config.threads; default: the configuration's, 0 there = all)")
+    p.add_argument("--device", default=None, metavar="NAME",
+                   help="backend that runs the step: cpu or cuda (Config.device; default: the configuration's, "
+                        "or for resume the one that saved the checkpoint)")
     p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
                    help="also save OUT/checkpoints/step_NNNNNN.npz every N steps")
     p.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="K",
@@ -185,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_nonneg_int, default=None,
                    help="noise seed (default: the one of the training grids, so they are reproduced)")
     s.add_argument("--nrow", type=_positive_int, default=None, help="images per row of the grid")
+    s.add_argument("--device", default=None, metavar="NAME",
+                   help="backend that runs the generator (default: the one that saved the checkpoint)")
     s.set_defaults(func=_cmd_sample, parser=s)
     return parser
 
@@ -333,7 +338,7 @@ def _make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> T
         file_preset = fields.pop("preset", None) or file_preset
     overrides: Dict[str, Any] = {}
     for arg, field in (("batch_size", "batch_size"), ("seed", "seed"), ("lr", "lr"), ("epochs", "epochs"),
-                       ("threads", "threads")):
+                       ("threads", "threads"), ("device", "device")):
         v = getattr(args, arg, None)
         if v is not None:
             overrides[field] = v
@@ -570,7 +575,7 @@ def _cmd_resume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             import dataclasses
 
             cfg = dataclasses.replace(saved, threads=args.threads)
-        trainer = dcgan.Trainer.load(ckpt, cfg=cfg)
+        trainer = dcgan.Trainer.load(ckpt, cfg=cfg, device=args.device)
     except (ValueError, TypeError, KeyError) as e:
         parser.error(f"argument --checkpoint: {e}")
 
@@ -620,7 +625,7 @@ def _cmd_sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         parser.error(f"argument --out: unsupported file type {out.suffix!r} (use .png or .npy)")
     dcgan = _import_core()
     try:
-        g = dcgan.Generator.load(ckpt)
+        g = dcgan.Generator.load(ckpt, device=args.device)
     except (ValueError, TypeError, KeyError) as e:
         parser.error(f"argument --checkpoint: {e}")
     seed = args.seed if args.seed is not None else int(getattr(g.cfg, "seed", 0) or 0) + SAMPLE_SEED_OFFSET

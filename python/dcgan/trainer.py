@@ -5,6 +5,8 @@ once and then asks for chunks of steps, collecting the per-step statistics.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import sys
 import time
@@ -270,11 +272,18 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self._core = _core.Trainer(cfg.core_config())
+        self._core.set_use_recording(cfg.cuda_graph)
         self.history: Dict[str, List[float]] = {k: [] for k in HISTORY_KEYS + ("epoch",)}
         self.stop_training = False  # set by a callback to end fit() after the current step
         self._data: Optional[DataSource] = None
 
     # ---------------------------------------------------------------- properties
+    @property
+    def graph_status(self) -> str:
+        """How fit() runs a step: ``"recorded"`` once it replays a CUDA graph, ``"eager"``
+        before that (or on the CPU), or why the backend could not record the step."""
+        return self._core.recording_status
+
     @property
     def step_count(self) -> int:
         """Training steps done so far."""
@@ -481,17 +490,19 @@ class Trainer:
         return checkpoint.write(path, self._meta("generator"), arrays)
 
     @classmethod
-    def load(cls, path: "checkpoint.PathLike", cfg: Optional[Config] = None) -> "Trainer":
+    def load(cls, path: "checkpoint.PathLike", cfg: Optional[Config] = None,
+             device: Optional[str] = None) -> "Trainer":
         """A trainer restored from :meth:`save`; ``fit`` then continues exactly where the
         saved run stood (same losses as an uninterrupted run on the same backend and threads).
 
         ``cfg`` (optional) must describe the same networks; it may change e.g. ``threads``.
+        ``device`` (optional) resumes on another backend than the one that saved: checkpoints
+        hold plain float32 arrays, so a run saved on ``"cuda"`` resumes on ``"cpu"`` and back.
         """
         meta, arrays = checkpoint.read(path)
         if meta["kind"] != "full":
             raise ValueError(f"{path} holds only a generator; load it with dcgan.Generator.load")
-        saved = Config.from_dict(meta["config"])
-        tr = cls(cfg if cfg is not None else saved)
+        tr = cls(_config_for_load(path, meta, cfg, device))
         tr._restore_nets(arrays, NETS, path)
         for net in NETS:
             adam = checkpoint.split(arrays, f"{net}.adam")
@@ -541,6 +552,21 @@ class Trainer:
         return tqdm(total=total, unit="step", leave=True, dynamic_ncols=True)
 
 
+def _config_for_load(path: Any, meta: Dict[str, Any], cfg: Optional[Config], device: Optional[str]) -> Config:
+    """The config a checkpoint resumes with: ``cfg`` or the saved one, on ``device`` if given.
+    A saved device that this machine cannot use is an error that says how to move the run."""
+    out = cfg if cfg is not None else Config.from_dict(meta["config"])
+    if device is not None:
+        out = dataclasses.replace(out, device=device)
+    elif cfg is None:
+        info = {b["name"]: b for b in _core.backends()}.get(out.device)
+        if info is None or not info["available"]:
+            why = info["unavailable_reason"] if info else "not built into this dcgan"
+            raise ValueError(f"{path} was saved on device {out.device!r}, which cannot be used here ({why}); "
+                             f"pass device='cpu' (or another of dcgan.backends()) to resume it there")
+    return out
+
+
 class Generator:
     """A trained generator for sampling, loaded from a full or generator-only checkpoint.
 
@@ -553,9 +579,11 @@ class Generator:
         self.cfg = cfg
 
     @classmethod
-    def load(cls, path: "checkpoint.PathLike") -> "Generator":
+    def load(cls, path: "checkpoint.PathLike", device: Optional[str] = None) -> "Generator":
+        """The generator of a full or generator-only checkpoint, on ``device`` (default: the
+        one it was saved from)."""
         meta, arrays = checkpoint.read(path)
-        g = cls(Config.from_dict(meta["config"]))
+        g = cls(_config_for_load(path, meta, None, device))
         g._trainer._restore_nets(arrays, ("generator",), path)
         return g
 

@@ -165,4 +165,24 @@ DCGAN_HD inline float scale_value(float x, bool identity, float sub, float mul, 
   return t + add;
 }
 
+// ---------------------------------------------------------------------------------- padding
+// Explicit padding of an (H, W) plane to (H + lo_h + hi_h, W + lo_w + hi_w), for convolutions
+// whose padding a library cannot express. Output index o of the padded planes (plane-major)
+// reads source index pad_source(o) of the unpadded planes, or zero where that is -1; crop is the
+// inverse: output index o of the unpadded planes reads padded index crop_source(o).
+struct PadGeometry {
+  int64_t H, W, lo_h, hi_h, lo_w, hi_w;
+  DCGAN_HD int64_t Hp() const { return H + lo_h + hi_h; }
+  DCGAN_HD int64_t Wp() const { return W + lo_w + hi_w; }
+};
+DCGAN_HD inline int64_t pad_source(int64_t o, const PadGeometry& g) {
+  const int64_t plane = o / (g.Hp() * g.Wp()), r = o % (g.Hp() * g.Wp());
+  const int64_t h = r / g.Wp() - g.lo_h, w = r % g.Wp() - g.lo_w;
+  return (h >= 0 && h < g.H && w >= 0 && w < g.W) ? (plane * g.H + h) * g.W + w : -1;
+}
+DCGAN_HD inline int64_t crop_source(int64_t o, const PadGeometry& g) {
+  const int64_t plane = o / (g.H * g.W), r = o % (g.H * g.W);
+  return (plane * g.Hp() + r / g.W + g.lo_h) * g.Wp() + r % g.W + g.lo_w;
+}
+
 }  // namespace dcgan

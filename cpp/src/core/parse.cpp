@@ -118,6 +118,7 @@ LayerSpec parse_layer(const FieldMap& fields, size_t index) {
       if (std::holds_alternative<double>(v)) return static_cast<float>(std::get<double>(v));
       if (std::holds_alternative<int64_t>(v)) return static_cast<float>(std::get<int64_t>(v));
       wrong();
+      return 0.f;  // not reached: wrong() throws
     };
     const std::string n = fname;
     switch (f.type) {

@@ -1,4 +1,4 @@
-// Inverted dropout with counter-based (Philox) masks.
+// Inverted dropout with counter-based (Philox) masks, keyed by the element's logical NCHW index.
 #include <omp.h>
 
 #include <cstring>
@@ -26,6 +26,31 @@ class DropoutLayer : public Layer {
     d_out = memory(in.get_desc(), c.eng);
     n_ = phys_floats(in);
     mask_.assign(n_, 0.f);
+    // A channel-blocked input (oneDNN's choice after a convolution) stores element i of the
+    // logical (N, C, H, W) tensor elsewhere: masks are keyed by the logical index, so that they
+    // are the same whatever layout oneDNN picks here and on every backend. The physical ->
+    // logical table comes from reordering the logical indices themselves (as two float halves
+    // of 20 bits, exact in float32).
+    const md_t plain = in.get_desc().get_ndims() == 4
+                           ? md_t(in.get_desc().get_dims(), dt::f32, tag::nchw)
+                           : md_t(in.get_desc().get_dims(), dt::f32, tag::nc);
+    if (L_.spec.p > 0.f && in.get_desc() != plain) {
+      const int64_t n_logical = static_cast<int64_t>(plain.get_size() / sizeof(float));
+      memory lo_p(plain, c.eng), hi_p(plain, c.eng), lo_b(in.get_desc(), c.eng),
+          hi_b(in.get_desc(), c.eng);
+      auto* lo = static_cast<float*>(lo_p.get_data_handle());
+      auto* hi = static_cast<float*>(hi_p.get_data_handle());
+      for (int64_t i = 0; i < n_logical; ++i)
+        lo[i] = static_cast<float>(i & 0xFFFFF), hi[i] = static_cast<float>(i >> 20);
+      dnnl::reorder(lo_p, lo_b).execute(c.strm, lo_p, lo_b);
+      dnnl::reorder(hi_p, hi_b).execute(c.strm, hi_p, hi_b);
+      c.strm.wait();
+      const auto* lb = static_cast<const float*>(lo_b.get_data_handle());
+      const auto* hb = static_cast<const float*>(hi_b.get_data_handle());
+      logical_.resize(n_);
+      for (int64_t i = 0; i < n_; ++i)
+        logical_[i] = (static_cast<int64_t>(hb[i]) << 20) + static_cast<int64_t>(lb[i]);
+    }
   }
 
   void forward(bool training, Counter ctr) override {
@@ -41,6 +66,15 @@ class DropoutLayer : public Layer {
     float* mk = mask_.data();
     // dropout_multiplier (core/elementwise.hpp), one Philox block per 4 elements.
     const float scale = dropout_scale(p);
+    if (!logical_.empty()) {
+      const int64_t* li = logical_.data();
+#pragma omp parallel for schedule(static) if (n_ > (1 << 13))
+      for (int64_t i = 0; i < n_; ++i) {
+        mk[i] = dropout_multiplier(rng, layer_, li[i], p);
+        y[i] = x[i] * mk[i];
+      }
+      return;
+    }
 #pragma omp parallel for schedule(static) if (n_ > (1 << 15))
     for (int64_t b = 0; b < (n_ + 3) / 4; ++b) {
       uint32_t w[4];
@@ -72,6 +106,7 @@ class DropoutLayer : public Layer {
   int64_t n_ = 0;
   bool active_ = false;
   std::vector<float> mask_;
+  std::vector<int64_t> logical_;  // physical -> logical index, for blocked layouts
 };
 
 }  // namespace

@@ -2,13 +2,15 @@
 // as the CPU backend), dropout_backward_kernel.
 #pragma once
 
+#include "core/counter.hpp"
 #include "core/elementwise.hpp"
 #include "cuda/common.cuh"
 
 namespace dcgan::cuda {
 
-__global__ void dropout_forward_kernel(const float* x, float* y, float* mask, int64_t n, Philox rng,
-                                       uint64_t layer, float p) {
+__global__ void dropout_forward_kernel(const float* x, float* y, float* mask, int64_t n,
+                                       uint64_t seed, Counter counter, uint64_t layer, float p) {
+  const Philox rng(seed, Stream::Dropout, counter.value());
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float k = dropout_multiplier(rng, layer, i, p);

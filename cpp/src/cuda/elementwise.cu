@@ -4,10 +4,12 @@
 #include "cuda/adam.cuh"
 #include "cuda/batch.cuh"
 #include "cuda/batchnorm.cuh"
+#include "cuda/bias.cuh"
 #include "cuda/dropout.cuh"
 #include "cuda/losses.cuh"
 #include "cuda/noise.cuh"
 #include "cuda/ops.hpp"
+#include "cuda/pad.cuh"
 
 namespace dcgan::cuda {
 
@@ -30,15 +32,17 @@ void g_loss(cudaStream_t s, LossKind kind, const float* logits, int64_t n, float
 }
 
 void adam(cudaStream_t s, float* p, float* m, float* v, int64_t n, const float* g0, const float* g1,
-          const AdamScalars& a) {
-  adam_kernel<<<grid_for(n), kBlock, 0, s>>>(p, m, v, n, g0, g1, a);
+          float lr, float beta1, float beta2, float eps, Counter t) {
+  if (n <= 0) return;
+  adam_kernel<<<grid_for(n), kBlock, 0, s>>>(p, m, v, n, g0, g1, lr, beta1, beta2, eps, t);
   launched();
 }
 
 void fill_noise(cudaStream_t s, float* dst, int64_t n, NoiseKind kind, uint64_t seed,
-                uint32_t stream, uint64_t counter) {
-  noise_kernel<<<grid_for(n), kBlock, 0, s>>>(dst, n, kind == NoiseKind::Normal,
-                                              Philox(seed, static_cast<Stream>(stream), counter));
+                uint32_t stream, Counter counter) {
+  if (n <= 0) return;
+  noise_kernel<<<grid_for(n), kBlock, 0, s>>>(dst, n, kind == NoiseKind::Normal, seed, stream,
+                                              counter);
   launched();
 }
 
@@ -67,9 +71,8 @@ void activation_backward(cudaStream_t s, LayerKind kind, const float* y, const f
 }
 
 void dropout_forward(cudaStream_t s, const float* x, float* y, float* mask, int64_t n,
-                     uint64_t seed, uint64_t counter, uint64_t layer, float p) {
-  dropout_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(
-      x, y, mask, n, Philox(seed, Stream::Dropout, counter), layer, p);
+                     uint64_t seed, Counter counter, uint64_t layer, float p) {
+  dropout_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x, y, mask, n, seed, counter, layer, p);
   launched();
 }
 
@@ -110,6 +113,33 @@ void bn_backward(cudaStream_t s, const float* x, const float* dy, float* dx, int
   const int64_t n = N * C * S;
   bn_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(x, dy, dx, n, C, S, mean, inv_std, gamma,
                                                     mean_dy, mean_dy_xhat);
+  launched();
+}
+
+void add_bias(cudaStream_t s, float* y, const float* b, int64_t N, int64_t C, int64_t S) {
+  const int64_t n = N * C * S;
+  add_bias_kernel<<<grid_for(n), kBlock, 0, s>>>(y, b, n, C, S);
+  launched();
+}
+
+void bias_grad(cudaStream_t s, const float* dy, float* db, int64_t N, int64_t C, int64_t S) {
+  bias_grad_kernel<<<static_cast<unsigned>(C), kBlock, 0, s>>>(dy, db, N, C, S);
+  launched();
+}
+
+void pad2d(cudaStream_t s, const float* x, float* xp, int64_t N, int64_t C, int64_t H, int64_t W,
+           int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w) {
+  const PadGeometry g{H, W, lo_h, hi_h, lo_w, hi_w};
+  const int64_t n = N * C * g.Hp() * g.Wp();
+  pad2d_kernel<<<grid_for(n), kBlock, 0, s>>>(x, xp, n, g);
+  launched();
+}
+
+void crop2d(cudaStream_t s, const float* xp, float* x, int64_t N, int64_t C, int64_t H, int64_t W,
+            int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w) {
+  const PadGeometry g{H, W, lo_h, hi_h, lo_w, hi_w};
+  const int64_t n = N * C * H * W;
+  crop2d_kernel<<<grid_for(n), kBlock, 0, s>>>(xp, x, n, g);
   launched();
 }
 

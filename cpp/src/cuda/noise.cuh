@@ -2,12 +2,15 @@
 // backend (normal by Box-Muller, or uniform on (-1, 1)).
 #pragma once
 
+#include "core/counter.hpp"
 #include "core/rng.hpp"
 #include "cuda/common.cuh"
 
 namespace dcgan::cuda {
 
-__global__ void noise_kernel(float* dst, int64_t n, bool normal, Philox rng) {
+__global__ void noise_kernel(float* dst, int64_t n, bool normal, uint64_t seed, uint32_t stream,
+                             Counter counter) {
+  const Philox rng(seed, static_cast<Stream>(stream), counter.value());
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dst[i] = normal ? rng.normal(static_cast<uint64_t>(i))

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/batch_source.hpp"
+#include "core/counter.hpp"
 #include "core/elementwise.hpp"
 
 namespace dcgan::cuda {
@@ -15,10 +16,11 @@ void d_loss(cudaStream_t s, LossKind kind, bool real, const float* logits, int64
             float* d_logits, float* loss_out, float* mean_out);
 void g_loss(cudaStream_t s, LossKind kind, const float* logits, int64_t n, float* d_logits,
             float* loss_out, float* mean_out);
+// Bias corrections from the step count t, read on the device.
 void adam(cudaStream_t s, float* p, float* m, float* v, int64_t n, const float* g0, const float* g1,
-          const AdamScalars& a);
+          float lr, float beta1, float beta2, float eps, Counter t);
 void fill_noise(cudaStream_t s, float* dst, int64_t n, NoiseKind kind, uint64_t seed,
-                uint32_t stream, uint64_t counter);
+                uint32_t stream, Counter counter);
 // `src`: count images in fmt's dtype and layout, back to back, in device memory.
 void convert_batch(cudaStream_t s, float* dst, const void* src, int64_t count,
                    const ImageFormat& fmt);
@@ -27,7 +29,7 @@ void activation_forward(cudaStream_t s, LayerKind kind, const float* x, float* y
 void activation_backward(cudaStream_t s, LayerKind kind, const float* y, const float* dy, float* dx,
                          int64_t n, float slope);
 void dropout_forward(cudaStream_t s, const float* x, float* y, float* mask, int64_t n,
-                     uint64_t seed, uint64_t counter, uint64_t layer, float p);
+                     uint64_t seed, Counter counter, uint64_t layer, float p);
 void dropout_backward(cudaStream_t s, const float* dy, const float* mask, float* dx, int64_t n);
 
 // BatchNorm over (N, C, S). Training: statistics into mean/var/inv_std (C each) and the running
@@ -43,5 +45,19 @@ void bn_forward_inference(cudaStream_t s, const float* x, float* y, int64_t N, i
 void bn_backward(cudaStream_t s, const float* x, const float* dy, float* dx, int64_t N, int64_t C,
                  int64_t S, const float* gamma, const float* mean, const float* inv_std,
                  float* d_gamma, float* d_beta, float* scratch);
+
+// Bias over (N, C, S): y[n, c, s] += b[c]; db[c] = sum over n, s of dy[n, c, s] (one block per
+// channel, summed in double: deterministic).
+void add_bias(cudaStream_t s, float* y, const float* b, int64_t N, int64_t C, int64_t S);
+void bias_grad(cudaStream_t s, const float* dy, float* db, int64_t N, int64_t C, int64_t S);
+
+// Explicit padding for convolutions whose padding is asymmetric (TensorFlow's "same" with an
+// odd total, PyTorch's output_padding), which cuDNN's descriptors cannot express: pad copies
+// (N, C, H, W) into the middle of (N, C, H + lo_h + hi_h, W + lo_w + hi_w) with a zero border;
+// crop takes that middle back out.
+void pad2d(cudaStream_t s, const float* x, float* xp, int64_t N, int64_t C, int64_t H, int64_t W,
+           int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w);
+void crop2d(cudaStream_t s, const float* xp, float* x, int64_t N, int64_t C, int64_t H, int64_t W,
+            int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w);
 
 }  // namespace dcgan::cuda
