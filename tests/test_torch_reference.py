@@ -248,10 +248,11 @@ def case(request):
 def test_case_config_is_the_configs(case):
     name, fx = case
     cfg = case_config(fx)
-    # The fixture describes the model and the step, not where they run: no device on either side.
-    got = dict(cfg.core_config(), threads=0)
-    got.pop("device")
-    want = {k: v for k, v in fx["config"].items() if k != "device"}
+    # The fixture describes the model and the step, not where or how they run: no device or
+    # device option on either side.
+    where = ("device", "tf32")
+    got = {k: v for k, v in dict(cfg.core_config(), threads=0).items() if k not in where}
+    want = {k: v for k, v in fx["config"].items() if k not in where}
     assert got == want, name
     if name.startswith("preset_"):
         assert cfg.preset_name == fx["meta"]["preset"] == name[7:].replace("_gray_k4", "")

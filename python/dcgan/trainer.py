@@ -281,7 +281,8 @@ class Trainer:
     @property
     def graph_status(self) -> str:
         """How fit() runs a step: ``"recorded"`` once it replays a CUDA graph, ``"eager"``
-        before that (or on the CPU), or why the backend could not record the step."""
+        before that (or with ``cuda_graph=False``), or why the backend cannot record the step
+        (the CPU backend runs every operation as it is issued)."""
         return self._core.recording_status
 
     @property

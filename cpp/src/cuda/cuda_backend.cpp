@@ -409,7 +409,17 @@ bool cuda_available(std::string* why) {
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    if (why) *why = std::string("no usable CUDA GPU (") + cudaGetErrorString(e) + ")";
+    int rt = 0;
+    cudaRuntimeGetVersion(&rt);
+    const std::string rts = std::to_string(rt / 1000) + "." + std::to_string(rt % 1000 / 10);
+    if (!why) return false;
+    if (e == cudaErrorInsufficientDriver)
+      *why = "no NVIDIA driver is loaded, or it is older than this build's CUDA " + rts +
+             " runtime needs (" + cudaGetErrorString(e) + ")";
+    else if (e == cudaErrorNoDevice)
+      *why = "no CUDA GPU found";
+    else
+      *why = std::string("no usable CUDA GPU (") + cudaGetErrorString(e) + ")";
     return false;
   }
   if (n == 0) {
