@@ -73,8 +73,8 @@ def test_bad_options_refused():
     ("lsgan", 0.5, 0.5),            # (x - 1)^2 / 2 + x^2 / 2; G: (x - 1)^2 / 2
     ("hinge", 2.0, 0.0),            # relu(1 - x) + relu(1 + x); G: -x
 ])
-def test_losses_at_chance(loss, d0, g0):
-    cfg = small(loss=loss, init="normal", init_std=0.02)
+def test_losses_at_chance(loss, d0, g0, device):
+    cfg = small(loss=loss, init="normal", init_std=0.02, device=device)
     tr = dcgan.Trainer(cfg)
     st = tr.step(real_batch(cfg))
     assert st["d_loss"] == pytest.approx(d0, abs=0.02)
@@ -84,10 +84,10 @@ def test_losses_at_chance(loss, d0, g0):
     assert st["d_real"] == pytest.approx(mid, abs=0.02) and st["d_fake"] == pytest.approx(mid, abs=0.02)
 
 
-def test_label_smoothing_shifts_the_real_term_by_s_times_the_logit():
+def test_label_smoothing_shifts_the_real_term_by_s_times_the_logit(device):
     # BCE(x, 1 - s) = softplus(x) - (1 - s) x: smoothing adds s * mean(x) on the real batch.
     # D has no BN and no dropout here, so its inference logits are the training ones.
-    cfg = small(init="normal", init_std=0.3)
+    cfg = small(init="normal", init_std=0.3, device=device)
     batch = real_batch(cfg)
     out = {}
     for s in (0.0, 0.25):
@@ -99,8 +99,8 @@ def test_label_smoothing_shifts_the_real_term_by_s_times_the_logit():
 
 
 @pytest.mark.parametrize("loss", ["bce", "minimax", "saturating", "lsgan", "hinge"])
-def test_each_loss_trains_finite_and_d_separates(loss):
-    cfg = small(loss=loss, lr=1e-3)
+def test_each_loss_trains_finite_and_d_separates(loss, device):
+    cfg = small(loss=loss, lr=1e-3, device=device)
     tr = dcgan.Trainer(cfg)
     x = np.random.default_rng(1).integers(0, 60, (64, 28, 28), np.uint8)  # dark images
     x[:, 10:18, 10:18] = 255                                                # a white square
@@ -116,8 +116,8 @@ def test_each_loss_trains_finite_and_d_separates(loss):
     (dict(), (1, 1)), (dict(n_critic=2), (2, 1)), (dict(g_steps=2), (1, 2)),
     (dict(n_critic=3, g_steps=2), (3, 2)), (dict(joint=True), (1, 1)),
 ])
-def test_adam_steps_per_training_step(kw, per_step):
-    cfg = small(**kw)
+def test_adam_steps_per_training_step(kw, per_step, device):
+    cfg = small(device=device, **kw)
     tr = dcgan.Trainer(cfg)
     for _ in range(3):
         tr.step(real_batch(cfg))
@@ -126,10 +126,10 @@ def test_adam_steps_per_training_step(kw, per_step):
     assert st["step"] == 3 == tr.step_count
 
 
-def test_joint_differs_from_alternating():
+def test_joint_differs_from_alternating(device):
     # Same weights, batch and z: the joint update takes G's gradient through D before D's
     # update, the alternating one after it.
-    cfg = small()
+    cfg = small(device=device)
     a, b = dcgan.Trainer(cfg), dcgan.Trainer(dcgan.Config.from_dict({**cfg.to_dict(), "joint": True}))
     batch = real_batch(cfg)
     sa, sb = a.step(batch), b.step(batch)
@@ -141,8 +141,8 @@ def test_joint_differs_from_alternating():
     assert not all(np.array_equal(ga[k], gb[k]) for k in ga)
 
 
-def test_n_critic_draws_a_new_z_per_d_step():
-    cfg = small(n_critic=2)
+def test_n_critic_draws_a_new_z_per_d_step(device):
+    cfg = small(n_critic=2, device=device)
     core = dcgan.Trainer(cfg)._core
     z0, z1, z2 = core.noise(0, 0), core.noise(0, 1), core.noise(1, 0)
     assert z0.shape == (cfg.batch_size, cfg.z_dim)
