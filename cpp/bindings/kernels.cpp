@@ -194,7 +194,8 @@ void add_kernels_module(py::module_& parent) {
           throw InvalidArgument("crop2d: bad crop for the array's shape");
         const PadGeometry g{H, W, lo_h, hi_h, lo_w, hi_w};
         F32 y({xp.shape(0), xp.shape(1), H, W});
-        for (py::ssize_t o = 0; o < y.size(); ++o) y.mutable_data()[o] = xp.data()[crop_source(o, g)];
+        for (py::ssize_t o = 0; o < y.size(); ++o)
+          y.mutable_data()[o] = xp.data()[crop_source(o, g)];
         return y;
       },
       py::arg("xp"), py::arg("lo_h"), py::arg("hi_h"), py::arg("lo_w"), py::arg("hi_w"),

@@ -79,9 +79,9 @@ struct AdamParams {
 
 // What a caller may ask of a backend when creating it.
 struct BackendOptions {
-  int threads = 0;     // CPU: OpenMP threads (0: the runtime's default)
-  bool tf32 = false;   // CUDA: allow TF32 tensor-core math in convolutions and GEMMs
-  int device = -1;     // CUDA: device ordinal (-1: the current device)
+  int threads = 0;    // CPU: OpenMP threads (0: the runtime's default)
+  bool tf32 = false;  // CUDA: allow TF32 tensor-core math in convolutions and GEMMs
+  int device = -1;    // CUDA: device ordinal (-1: the current device)
 };
 
 class Backend {

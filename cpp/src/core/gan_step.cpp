@@ -98,8 +98,14 @@ void GanTrainer::set_data(std::unique_ptr<BatchSource> source) {
                                                 comm_->rank(), comm_->size());
   source_ = std::move(source);
   sampler_ = std::move(sampler);
-  rec_.reset();  // the staged format may differ
+  // A recording stays valid: stage_batch reports when a new format or size moves the staged
+  // batch, and the recording is dropped then.
+}
+
+void GanTrainer::drop_recording() {
+  rec_.reset();
   eager_steps_ = 0;
+  if (rec_status_ == "recorded") rec_status_ = "eager";  // a failure's reason stays
 }
 
 int64_t GanTrainer::steps_per_epoch() const { return sampler_ ? sampler_->steps_per_epoch() : 0; }
@@ -136,7 +142,7 @@ void GanTrainer::train_step(const float* host_batch, float* stats_out, bool may_
                                   cfg_.batch);
     }
   }
-  if (changed) rec_.reset(), eager_steps_ = 0;
+  if (changed) drop_recording();
 
   // Device half. A recording holds no host work: gradient reduction and BN statistics across
   // processes go through the communicator on the host, so several processes run eagerly.

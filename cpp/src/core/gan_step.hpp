@@ -107,6 +107,9 @@ class GanTrainer {
   // Everything a step does on the backend, reading its counters and batches from backend
   // memory only: the work a recording holds.
   void device_step();
+  // Forgets the recording (the staged batches moved or changed format): re-recorded after the
+  // next eager warm-up step.
+  void drop_recording();
   void reduce_grads(ParamStore& p, bool two_slots);
   void collect(const float* dev_stats, int64_t steps, StepStats* out);
   NetExec& eval_net(int net, int64_t batch);

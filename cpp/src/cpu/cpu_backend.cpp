@@ -149,8 +149,8 @@ class CpuBackend : public Backend {
   }
   void adam(ParamStore& p, const AdamParams& h, Counter t, const float* g0,
             const float* g1) override {
-    adam_update(p.params(), p.adam_m(), p.adam_v(), p.n_params, h,
-                static_cast<int64_t>(t.value()), g0, g1);
+    adam_update(p.params(), p.adam_m(), p.adam_v(), p.n_params, h, static_cast<int64_t>(t.value()),
+                g0, g1);
     static_cast<HostParams&>(p).touch();
   }
 

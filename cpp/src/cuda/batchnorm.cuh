@@ -46,7 +46,9 @@ __global__ void bn_infer_kernel(const float* x, float* y, int64_t n, int64_t C, 
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t c = (i / S) % C;
-    y[i] = bn_normalize(x[i], running_mean[c], rsqrtf(running_var[c] + eps), gamma[c], beta[c]);
+    // 1 / sqrtf, correctly rounded, as on the CPU backend (rsqrtf is approximate).
+    const float inv_std = 1.f / sqrtf(running_var[c] + eps);
+    y[i] = bn_normalize(x[i], running_mean[c], inv_std, gamma[c], beta[c]);
   }
 }
 

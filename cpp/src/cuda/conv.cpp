@@ -12,6 +12,8 @@
 // cuDNN pads symmetrically. Where the plan's padding is not (TensorFlow's "same" with an odd
 // total, PyTorch's output_padding) the big side goes through an explicitly padded buffer:
 // pad2d before a read of it, crop2d after a write to it (pad.cuh).
+#include <algorithm>
+
 #include "cuda/layer.hpp"
 #include "cuda/ops.hpp"
 
@@ -46,9 +48,11 @@ struct ConvDesc {
 };
 
 // The first heuristic choice that succeeded, is deterministic (the same seed must give the same
-// losses), uses the requested math (no tensor-core TF32 unless allowed) and fits the limit.
-template <class Perf>
-Perf pick(const Perf* perf, int n, bool tf32, size_t limit, const char* what) {
+// losses), uses the requested math (no tensor-core TF32 unless allowed) and fits the limit; or,
+// when the heuristics list none, `fallback` with FMA math (the implicit-GEMM family, which
+// supports every shape here deterministically).
+template <class Perf, class Algo>
+Perf pick(const Perf* perf, int n, bool tf32, size_t limit, Algo fallback) {
   for (int i = 0; i < n; ++i) {
     const Perf& p = perf[i];
     if (p.status != CUDNN_STATUS_SUCCESS || p.determinism != CUDNN_DETERMINISTIC) continue;
@@ -57,8 +61,13 @@ Perf pick(const Perf* perf, int n, bool tf32, size_t limit, const char* what) {
     if (p.memory > limit) continue;
     return p;
   }
-  throw BackendError(std::string("cuDNN offers no deterministic ") + what +
-                     " algorithm for this convolution within the workspace limit");
+  Perf p{};
+  p.algo = fallback;
+  p.status = CUDNN_STATUS_SUCCESS;
+  p.determinism = CUDNN_DETERMINISTIC;
+  p.mathType = CUDNN_FMA_MATH;
+  p.memory = 0;
+  return p;
 }
 
 class ConvLayer : public Layer {
@@ -80,7 +89,10 @@ class ConvLayer : public Layer {
   void build(float* in, float* d_in) override {
     in_ = in, d_in_ = d_in;
     alloc_outputs(N_ * numel(L_.out));
-    if (explicit_pad_) big_pad_ = DevMem(N_ * Cb_ * Hp_ * Wp_), d_big_pad_ = DevMem(N_ * Cb_ * Hp_ * Wp_);
+    if (explicit_pad_) {
+      big_pad_ = DevMem(N_ * Cb_ * Hp_ * Wp_);
+      if (!transposed_) d_big_pad_ = DevMem(N_ * Cb_ * Hp_ * Wp_);  // conv's backward-data
+    }
 
     big_.set(N_, Cb_, Hp_, Wp_);
     small_.set(N_, Cs_, Hs_, Ws_);
@@ -92,8 +104,8 @@ class ConvLayer : public Layer {
     const int s = static_cast<int>(L_.spec.stride);
     DCGAN_CUDNN(cudnnSetConvolution2dDescriptor(conv_.d, ph, pw, s, s, 1, 1,
                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    DCGAN_CUDNN(cudnnSetConvolutionMathType(conv_.d, c_.tf32 ? CUDNN_TENSOR_OP_MATH
-                                                             : CUDNN_FMA_MATH));
+    DCGAN_CUDNN(
+        cudnnSetConvolutionMathType(conv_.d, c_.tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     // The plan's shapes must be what cuDNN computes for this convolution.
     int n, ch, h, w;
     DCGAN_CUDNN(cudnnGetConvolution2dForwardOutputDim(conv_.d, big_.d, w_.d, &n, &ch, &h, &w));
@@ -141,36 +153,40 @@ class ConvLayer : public Layer {
       std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(max_n);
       DCGAN_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(c_.dnn, big_.d, w_.d, conv_.d, small_.d,
                                                          max_n, &got, perf.data()));
-      const auto p = pick(perf.data(), got, c_.tf32, limit, "forward");
+      const auto p =
+          pick(perf.data(), got, c_.tf32, limit, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
       fwd_ = p.algo, fwd_math_ = p.mathType;
       size_t b = 0;
+      DCGAN_CUDNN(cudnnSetConvolutionMathType(conv_.d, fwd_math_));
       DCGAN_CUDNN(cudnnGetConvolutionForwardWorkspaceSize(c_.dnn, big_.d, w_.d, conv_.d, small_.d,
                                                           fwd_, &b));
-      need(b);
+      need(std::max(b, p.memory));
     }
     {
       DCGAN_CUDNN(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(c_.dnn, &max_n));
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(max_n);
       DCGAN_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(c_.dnn, w_.d, small_.d, conv_.d,
                                                               big_.d, max_n, &got, perf.data()));
-      const auto p = pick(perf.data(), got, c_.tf32, limit, "backward-data");
+      const auto p = pick(perf.data(), got, c_.tf32, limit, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1);
       bwd_data_ = p.algo, bwd_data_math_ = p.mathType;
       size_t b = 0;
+      DCGAN_CUDNN(cudnnSetConvolutionMathType(conv_.d, bwd_data_math_));
       DCGAN_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(c_.dnn, w_.d, small_.d, conv_.d,
                                                                big_.d, bwd_data_, &b));
-      need(b);
+      need(std::max(b, p.memory));
     }
     {
       DCGAN_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(c_.dnn, &max_n));
       std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(max_n);
       DCGAN_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c_.dnn, big_.d, small_.d, conv_.d,
                                                                 w_.d, max_n, &got, perf.data()));
-      const auto p = pick(perf.data(), got, c_.tf32, limit, "backward-filter");
+      const auto p = pick(perf.data(), got, c_.tf32, limit, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1);
       bwd_filter_ = p.algo, bwd_filter_math_ = p.mathType;
       size_t b = 0;
-      DCGAN_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(c_.dnn, big_.d, small_.d,
-                                                                 conv_.d, w_.d, bwd_filter_, &b));
-      need(b);
+      DCGAN_CUDNN(cudnnSetConvolutionMathType(conv_.d, bwd_filter_math_));
+      DCGAN_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(c_.dnn, big_.d, small_.d, conv_.d,
+                                                                 w_.d, bwd_filter_, &b));
+      need(std::max(b, p.memory));
     }
   }
   void need(size_t bytes) {

@@ -16,8 +16,8 @@ namespace dcgan::cuda {
 void check_cuda(cudaError_t e, const char* what, const char* file, int line) {
   if (e != cudaSuccess) {
     cudaGetLastError();  // clear a non-sticky error so that later calls start clean
-    throw BackendError(std::string("CUDA error: ") + cudaGetErrorString(e) + " in " + what +
-                       " (" + file + ":" + std::to_string(line) + ")");
+    throw BackendError(std::string("CUDA error: ") + cudaGetErrorString(e) + " in " + what + " (" +
+                       file + ":" + std::to_string(line) + ")");
   }
 }
 
@@ -45,7 +45,11 @@ DevMem::DevMem(int64_t n) : n_(n) {
                        " bytes: " + cudaGetErrorString(e));
   }
   p_ = static_cast<float*>(p);
+  // cudaMemset runs on the legacy default stream, asynchronously, and the backend's stream is
+  // non-blocking (no implicit ordering with it): wait, so that later work on that stream (a
+  // staged batch's copy, Adam on the zeroed moments) cannot run before the zeroing.
   DCGAN_CUDA_OK(cudaMemset(p_, 0, bytes));
+  DCGAN_CUDA_OK(cudaStreamSynchronize(nullptr));
 }
 
 DevMem::~DevMem() {
@@ -82,21 +86,24 @@ float* DeviceParams::data(Buf b) {
   return nullptr;
 }
 
-// Rare (initialisation, checkpoints): plain copies ordered after the stream's work.
+// Rare (initialisation, checkpoints): copies on the backend's stream (ordered after its work and
+// before what follows; a plain cudaMemcpy would go to the legacy stream, which the non-blocking
+// stream does not wait for, and a pageable H2D cudaMemcpy may return before its DMA is done),
+// then waited for.
 void DeviceParams::write(Buf b, int64_t offset, const float* host, int64_t n) {
   check_range(b, offset, n);
   if (n == 0) return;
+  DCGAN_CUDA_OK(cudaMemcpyAsync(data(b) + offset, host, static_cast<size_t>(n) * sizeof(float),
+                                cudaMemcpyHostToDevice, c_.stream));
   DCGAN_CUDA_OK(cudaStreamSynchronize(c_.stream));
-  DCGAN_CUDA_OK(cudaMemcpy(data(b) + offset, host, static_cast<size_t>(n) * sizeof(float),
-                           cudaMemcpyHostToDevice));
 }
 
 void DeviceParams::read(Buf b, int64_t offset, float* host, int64_t n) {
   check_range(b, offset, n);
   if (n == 0) return;
+  DCGAN_CUDA_OK(cudaMemcpyAsync(host, data(b) + offset, static_cast<size_t>(n) * sizeof(float),
+                                cudaMemcpyDeviceToHost, c_.stream));
   DCGAN_CUDA_OK(cudaStreamSynchronize(c_.stream));
-  DCGAN_CUDA_OK(cudaMemcpy(host, data(b) + offset, static_cast<size_t>(n) * sizeof(float),
-                           cudaMemcpyDeviceToHost));
 }
 
 namespace {
@@ -208,15 +215,21 @@ class CudaGraph : public Recording {
 
 class CudaBackend : public Backend {
  public:
-  explicit CudaBackend(const BackendOptions& opts) : ring_(size_t(8) << 20) {
+  explicit CudaBackend(const BackendOptions& opts) {
     int count = 0;
     DCGAN_CUDA_OK(cudaGetDeviceCount(&count));
-    c_.device = opts.device < 0 ? 0 : opts.device;
+    if (opts.device < 0)
+      DCGAN_CUDA_OK(cudaGetDevice(&c_.device));  // -1: the current device (BackendOptions)
+    else
+      c_.device = opts.device;
     if (c_.device >= count)
       throw InvalidArgument("CUDA device " + std::to_string(c_.device) + " does not exist (" +
                             std::to_string(count) + " found)");
     c_.tf32 = opts.tf32;
     DCGAN_CUDA_OK(cudaSetDevice(c_.device));
+    // Room for several steps' staged batches (n_critic of them per step) before a region is
+    // reused; a larger request grows it.
+    ring_ = std::make_unique<PinnedRing>(kRingBytes);
     DCGAN_CUDA_OK(cudaStreamCreateWithFlags(&c_.stream, cudaStreamNonBlocking));
     DCGAN_CUDNN(cudnnCreate(&c_.dnn));
     DCGAN_CUDNN(cudnnSetStream(c_.dnn, c_.stream));
@@ -268,10 +281,10 @@ class CudaBackend : public Backend {
   void upload(float* dst, const float* host, int64_t n) override {
     if (n <= 0) return;
     const size_t bytes = static_cast<size_t>(n) * sizeof(float);
-    char* pinned = ring_.take(bytes);
+    char* pinned = ring_->take(bytes);
     std::memcpy(pinned, host, bytes);
     DCGAN_CUDA_OK(cudaMemcpyAsync(dst, pinned, bytes, cudaMemcpyHostToDevice, c_.stream));
-    ring_.in_use_until_now(c_.stream);
+    ring_->in_use_until_now(c_.stream);
   }
   void download(float* host, const float* src, int64_t n) override {
     if (n <= 0) return;
@@ -300,11 +313,10 @@ class CudaBackend : public Backend {
     }
     sb.fmt = fmt, sb.count = count;
     if (bytes == 0) return changed;
-    char* pinned = ring_.take(bytes);
+    char* pinned = ring_->take(bytes);
     for (int64_t i = 0; i < count; ++i) std::memcpy(pinned + i * per, images[i], per);
-    DCGAN_CUDA_OK(
-        cudaMemcpyAsync(sb.mem.get(), pinned, bytes, cudaMemcpyHostToDevice, c_.stream));
-    ring_.in_use_until_now(c_.stream);
+    DCGAN_CUDA_OK(cudaMemcpyAsync(sb.mem.get(), pinned, bytes, cudaMemcpyHostToDevice, c_.stream));
+    ring_->in_use_until_now(c_.stream);
     return changed;
   }
   void convert_batch(float* dst, int slot) override {
@@ -364,9 +376,10 @@ class CudaBackend : public Backend {
 
  private:
   static constexpr size_t kBlasWorkspaceBytes = size_t(32) << 20;
+  static constexpr size_t kRingBytes = size_t(64) << 20;
   Ctx c_;
   DevMem blas_ws_;
-  PinnedRing ring_;
+  std::unique_ptr<PinnedRing> ring_;
   std::vector<StagedBatch> staged_;
   std::deque<DevMem> owned_;
 };
@@ -394,8 +407,8 @@ BackendInfo cuda_info() {
   if (info.available) {
     cudaDeviceProp p{};
     if (cudaGetDeviceProperties(&p, 0) == cudaSuccess)
-      info.detail = std::string(p.name) + " (sm_" + std::to_string(p.major) +
-                    std::to_string(p.minor) + ")";
+      info.detail =
+          std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ")";
   } else {
     info.unavailable_reason = why;
   }

@@ -21,16 +21,16 @@ class DropoutLayer : public Layer {
     if (active_)
       dropout_forward(c_.stream, in_, out, mask_.get(), n_, seed_, ctr, layer_, L_.spec.p);
     else
-      DCGAN_CUDA_OK(cudaMemcpyAsync(out, in_, n_ * sizeof(float), cudaMemcpyDeviceToDevice,
-                                    c_.stream));
+      DCGAN_CUDA_OK(
+          cudaMemcpyAsync(out, in_, n_ * sizeof(float), cudaMemcpyDeviceToDevice, c_.stream));
   }
   void backward(bool need_d_in, int) override {
     if (!need_d_in) return;
     if (active_)
       dropout_backward(c_.stream, d_out, mask_.get(), d_in_, n_);
     else
-      DCGAN_CUDA_OK(cudaMemcpyAsync(d_in_, d_out, n_ * sizeof(float), cudaMemcpyDeviceToDevice,
-                                    c_.stream));
+      DCGAN_CUDA_OK(
+          cudaMemcpyAsync(d_in_, d_out, n_ * sizeof(float), cudaMemcpyDeviceToDevice, c_.stream));
   }
 
  private:

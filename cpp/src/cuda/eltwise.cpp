@@ -19,7 +19,8 @@ class EltwiseLayer : public Layer {
     activation_forward(c_.stream, L_.spec.kind, in_, out, n_, L_.spec.slope);
   }
   void backward(bool need_d_in, int) override {
-    if (need_d_in) activation_backward(c_.stream, L_.spec.kind, out, d_out, d_in_, n_, L_.spec.slope);
+    if (need_d_in)
+      activation_backward(c_.stream, L_.spec.kind, out, d_out, d_in_, n_, L_.spec.slope);
   }
 
  private:
