@@ -441,6 +441,11 @@ class PyTrainer {
     ps.write(Buf::AdamM, 0, m.cast<FArray>().data(), ps.n_params);
     ps.write(Buf::AdamV, 0, v.cast<FArray>().data(), ps.n_params);
   }
+  std::string non_finite_state() {
+    TrainerLock guard(mu_);
+    py::gil_scoped_release nogil;
+    return t_.non_finite_state();
+  }
   py::dict get_train_state() {
     TrainerLock guard(mu_);
     return train_state_dict(t_.state());
@@ -451,8 +456,7 @@ class PyTrainer {
     s.step = get<int64_t>(d, "step", 0), s.adam_t_d = get<int64_t>(d, "adam_t_d", 0);
     s.adam_t_g = get<int64_t>(d, "adam_t_g", 0), s.data.epoch = get<int64_t>(d, "epoch", 0);
     s.data.cursor = get<int64_t>(d, "cursor", 0);
-    if (s.step < 0 || s.adam_t_d < 0 || s.adam_t_g < 0 || s.data.epoch < 0 || s.data.cursor < 0)
-      throw InvalidArgument("training state values must be >= 0");
+    s.check();
     t_.state() = s;
   }
   int64_t n_params(const std::string& net) { return t_.plan(net_index(net)).n_params; }
@@ -620,6 +624,8 @@ PYBIND11_MODULE(_core, m) {
       .def("get_adam", &PyTrainer::get_adam, py::arg("net"))
       .def("set_adam", &PyTrainer::set_adam, py::arg("net"), py::arg("m"), py::arg("v"))
       .def("get_train_state", &PyTrainer::get_train_state)
+      .def("non_finite_state", &PyTrainer::non_finite_state,
+           "The first array (e.g. 'generator parameters') holding NaN or Inf, or ''.")
       .def("set_train_state", &PyTrainer::set_train_state, py::arg("state"))
       .def("n_params", &PyTrainer::n_params, py::arg("net"))
       .def("describe", &PyTrainer::describe_net, py::arg("net"))

@@ -18,7 +18,9 @@ folder and renamed over the target, so a crash mid-save leaves the previous file
 from __future__ import annotations
 
 import json
+import numbers
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
@@ -30,6 +32,17 @@ from ._io import atomic_write
 FORMAT = "dcgan-checkpoint"
 VERSION = 1
 PathLike = Union[str, "os.PathLike[str]"]
+KINDS = ("full", "generator")
+NETS = ("generator", "discriminator")
+#: Largest counter a checkpoint may hold (the core's limit: far beyond any run, and safe from
+#: overflow in everything derived from it).
+MAX_COUNTER = 1 << 48
+TRAIN_STATE_FIELDS = ("step", "adam_t_d", "adam_t_g", "epoch", "cursor")
+HISTORY_FIELDS = ("d_loss", "g_loss", "d_real", "d_fake", "epoch")
+MAX_META_BYTES = 64 << 20
+# Entry names: meta.json, "<net>/<layer>.<param>" and "<net>.adam/m|v" (np.savez adds ".npy").
+_ENTRY = re.compile(r"^(meta\.json|(generator|discriminator)/\d+\.(weight|bias|running_mean|running_var)"
+                    r"|(generator|discriminator)\.adam/[mv])\.npy$")
 
 
 def npz_path(path: PathLike) -> Path:
@@ -56,6 +69,7 @@ def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
         path = npz_path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}" + ("" if path.suffix == ".npz" else f" or {npz_path(path)}"))
+    _check_members(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -74,7 +88,83 @@ def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     for k in ("config", "kind"):
         if k not in meta:
             raise ValueError(f"{path}: meta.json lacks '{k}'")
+    _check_meta(path, meta)
+    _check_arrays(path, arrays)
     return meta, arrays
+
+
+def _check_members(path: Path) -> None:
+    """Before anything is read: only the entries a checkpoint has, each stored (not compressed)
+    and together no larger than the file, so reading costs no more than the file's size."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable dcgan checkpoint (damaged or another format): {e}") from e
+    size = path.stat().st_size
+    if not any(info.filename == "meta.json.npy" for info in infos):
+        raise ValueError(f"{path} is not a dcgan checkpoint: it has no meta.json entry")
+    total = 0
+    for info in infos:
+        if not _ENTRY.match(info.filename):
+            raise ValueError(f"{path}: unexpected entry {info.filename!r} (a dcgan checkpoint holds meta.json, "
+                             f"network parameters and Adam moments only)")
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
+            raise ValueError(f"{path}: entry {info.filename!r} declares {info.file_size} bytes "
+                             f"(compression {info.compress_type}) in a file of {size} bytes; dcgan writes "
+                             f"stored entries only")
+        if info.filename == "meta.json.npy" and info.file_size > MAX_META_BYTES:
+            raise ValueError(f"{path}: meta.json declares {info.file_size} bytes, more than {MAX_META_BYTES}")
+        total += info.file_size
+    if total > size:
+        raise ValueError(f"{path}: its entries declare {total} bytes in a file of {size} bytes (damaged)")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _check_meta(path: Path, meta: Dict[str, Any]) -> None:
+    """Every header field the loader uses, by type and range, each error naming the field."""
+    if meta["kind"] not in KINDS:
+        raise ValueError(f"{path}: meta.json 'kind' is {meta['kind']!r}; expected one of {', '.join(KINDS)}")
+    if not isinstance(meta["config"], dict):
+        raise ValueError(f"{path}: meta.json 'config' must be an object, got {type(meta['config']).__name__}")
+    ts = meta.get("train_state", {})
+    if not isinstance(ts, dict):
+        raise ValueError(f"{path}: meta.json 'train_state' must be an object, got {type(ts).__name__}")
+    for k, v in ts.items():
+        if k not in TRAIN_STATE_FIELDS:
+            raise ValueError(f"{path}: meta.json 'train_state' has an unknown field {k!r}")
+        if not _is_int(v) or not 0 <= v <= MAX_COUNTER:
+            raise ValueError(f"{path}: meta.json 'train_state.{k}' = {v!r}; expected an integer in [0, 2^48]")
+    hist = meta.get("history", {})
+    if not isinstance(hist, dict):
+        raise ValueError(f"{path}: meta.json 'history' must be an object, got {type(hist).__name__}")
+    lengths = set()
+    for k, v in hist.items():
+        if k not in HISTORY_FIELDS:
+            raise ValueError(f"{path}: meta.json 'history' has an unknown series {k!r}")
+        if not isinstance(v, list) or not all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in v):
+            raise ValueError(f"{path}: meta.json 'history.{k}' must be a list of numbers")
+        lengths.add(len(v))
+    if len(lengths) > 1:
+        raise ValueError(f"{path}: meta.json 'history' series differ in length ({sorted(lengths)})")
+    if hist and meta["kind"] == "full" and lengths and lengths.pop() != ts.get("step", 0):
+        raise ValueError(f"{path}: meta.json 'history' has {len(next(iter(hist.values())))} steps but "
+                         f"'train_state.step' is {ts.get('step', 0)}")
+
+
+def _check_arrays(path: Path, arrays: Dict[str, np.ndarray]) -> None:
+    """Nothing poisoned: float32, finite, and non-negative where only that makes sense (BatchNorm
+    running variances, Adam's second moments)."""
+    for k, a in arrays.items():
+        if a.dtype != np.float32:
+            raise ValueError(f"{path}: {k} is {a.dtype}, expected float32")
+        if a.size and not np.isfinite(a).all():
+            raise ValueError(f"{path}: {k} holds NaN or Inf")
+        if (k.endswith(".running_var") or k.endswith(".adam/v")) and a.size and a.min() < 0:
+            raise ValueError(f"{path}: {k} has negative values ({a.min():g}); it must be >= 0")
 
 
 def split(arrays: Dict[str, np.ndarray], prefix: str) -> Dict[str, np.ndarray]:

@@ -424,6 +424,10 @@ def _fit(trainer: Any, x: Any, fit_len: Dict[str, Any], target: Optional[int], a
     status = 0
     try:
         trainer.fit(x, callbacks=[reporter, *extra_cbs], progress=not args.no_progress, **fit_len)
+    except FloatingPointError as e:  # diverged: keep the curves, never a non-finite checkpoint
+        print(f"error: {e}", file=sys.stderr)
+        _write_results(trainer, out, checkpoint=False)
+        return 3
     except ValueError as e:  # e.g. fewer images than one batch
         print(f"error: {e}", file=sys.stderr)
         _write_results(trainer, out)
@@ -455,7 +459,7 @@ def _fit(trainer: Any, x: Any, fit_len: Dict[str, Any], target: Optional[int], a
     return status
 
 
-def _write_results(trainer: Any, out: Path) -> None:
+def _write_results(trainer: Any, out: Path, checkpoint: bool = True) -> None:
     from .plot import plot_losses, save_history_csv
 
     h = getattr(trainer, "history", None) or {}
@@ -464,7 +468,7 @@ def _write_results(trainer: Any, out: Path) -> None:
     save_history_csv(h, out / "losses.csv")
     plot_losses(h, path=out / "losses.png")
     written = [out / "losses.csv", out / "losses.png"]
-    save = getattr(trainer, "save", None)
+    save = getattr(trainer, "save", None) if checkpoint else None
     if callable(save):
         written.append(Path(save(out / "checkpoint.npz") or out / "checkpoint.npz"))
     n = len(h["d_loss"])

@@ -12,6 +12,9 @@ from . import models
 LOSSES = ("bce", "minimax", "saturating", "lsgan", "hinge")
 NOISES = ("normal", "uniform")
 OUTPUTS = ("tanh", "sigmoid")
+# More CPU threads than any machine this runs on has cores: beyond it libgomp fails to create
+# threads and aborts the whole process (no Python exception), so a config may not ask for it.
+MAX_THREADS = 256
 INITS = ("normal", "truncated_normal", "xavier_uniform", "xavier_normal")
 
 
@@ -290,8 +293,9 @@ class Config:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
-            raise ValueError(f"threads must be an integer >= 0 (0 = all cores), got {self.threads!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 0 <= self.threads <= MAX_THREADS:
+            raise ValueError(f"threads must be an integer in [0, {MAX_THREADS}] (0 = all cores; the OpenMP runtime "
+                             f"ends the process when it cannot create the threads asked for), got {self.threads!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a backend name such as 'cpu' (see dcgan.backends()), got {self.device!r}")
         for name in ("tf32", "cuda_graph"):

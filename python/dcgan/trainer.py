@@ -9,6 +9,7 @@ import dataclasses
 
 import os
 import sys
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -276,6 +277,10 @@ class Trainer:
         self.history: Dict[str, List[float]] = {k: [] for k in HISTORY_KEYS + ("epoch",)}
         self.stop_training = False  # set by a callback to end fit() after the current step
         self._data: Optional[DataSource] = None
+        # Held while the core trains a chunk and its history is recorded, and while save()
+        # takes its snapshot: a checkpoint written from another thread is one step boundary.
+        self._lock = threading.RLock()
+        self._diverged_at: Optional[int] = None  # the first step whose statistics were not finite
 
     # ---------------------------------------------------------------- properties
     @property
@@ -313,6 +318,7 @@ class Trainer:
         """
         if epochs is not None and steps is not None:
             raise ValueError("give epochs or steps, not both")
+        self._check_not_diverged()
         for name, v in (("epochs", epochs), ("steps", steps)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -346,15 +352,17 @@ class Trainer:
                         if e:
                             k = min(k, e - self.step_count % e)
                     t0 = time.perf_counter()
-                    stats = self._core.run(k)
-                    dt = time.perf_counter() - t0
-                    per_step = dt / k
-                    first = self.step_count - k
-                    # History first, in one go: it always matches the steps the core has done.
-                    for j, key in enumerate(HISTORY_KEYS):
-                        self.history[key].extend(stats[:, j].tolist())
-                    self.history["epoch"].extend([epoch] * k)
+                    with self._lock:
+                        stats = self._core.run(k)
+                        dt = time.perf_counter() - t0
+                        per_step = dt / k
+                        first = self.step_count - k
+                        # History first, in one go: it always matches the steps the core has done.
+                        for j, key in enumerate(HISTORY_KEYS):
+                            self.history[key].extend(stats[:, j].tolist())
+                        self.history["epoch"].extend([epoch] * k)
                     done += k
+                    self._check_finite(stats, first, state=True)
                     if bar is not None:
                         bar.update(k)
                         bar.set_postfix(epoch=epoch, d_loss=f"{stats[-1, 0]:.3f}", g_loss=f"{stats[-1, 1]:.3f}",
@@ -400,12 +408,44 @@ class Trainer:
         if batch.min() < lo - 1e-6 or batch.max() > hi + 1e-6:
             raise ValueError(f"batch values lie in [{batch.min():g}, {batch.max():g}], outside the "
                              f"data range [{lo:g}, {hi:g}] of this generator")
-        r = self._core.step(np.ascontiguousarray(batch))
-        stats = dict(zip(HISTORY_KEYS, (float(v) for v in r)))
-        for k, v in stats.items():
-            self.history[k].append(v)
-        self.history["epoch"].append(self.epoch)
+        self._check_not_diverged()
+        with self._lock:
+            r = self._core.step(np.ascontiguousarray(batch))
+            stats = dict(zip(HISTORY_KEYS, (float(v) for v in r)))
+            for k, v in stats.items():
+                self.history[k].append(v)
+            self.history["epoch"].append(self.epoch)
+        self._check_finite(np.asarray([r], dtype=np.float64), self.step_count - 1, state=True)
         return stats
+
+    # ---------------------------------------------------------------- divergence
+    def _check_finite(self, stats: np.ndarray, first_step: int, state: bool = False) -> None:
+        """Stops training at the first step whose losses are not finite, or after a chunk that
+        left NaN or Inf in a network's parameters, Adam moments or BN statistics (checked on
+        the backend): the trainer is marked diverged, and save() refuses it."""
+        bad = ~np.isfinite(stats).all(axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            self._diverged_at = first_step + i + 1
+            what = "the losses became non-finite: " + ", ".join(
+                f"{k}={stats[i, j]:g}" for j, k in enumerate(HISTORY_KEYS))
+        else:
+            where = self._core.non_finite_state() if state else ""
+            if not where:
+                return
+            self._diverged_at = first_step + len(stats)
+            what = f"the {where} hold NaN or Inf (the losses were still finite)"
+        c = self.cfg
+        raise FloatingPointError(
+            f"training diverged at step {self._diverged_at}: {what}. Likely cause: a learning rate too high for "
+            f"this model (lr_g={c.effective_lr_g:g}, lr_d={c.effective_lr_d:g}) or an unstable loss setting. The "
+            f"trainer is marked diverged: fit() and save() refuse it, so no checkpoint is overwritten; load the last "
+            f"good checkpoint (Trainer.load) to continue from there")
+
+    def _check_not_diverged(self) -> None:
+        if self._diverged_at is not None:
+            raise FloatingPointError(f"this trainer diverged at step {self._diverged_at} (non-finite losses); "
+                                     f"load the last good checkpoint with Trainer.load to continue")
 
     # ---------------------------------------------------------------- inference
     def generate(self, n: int, seed: Optional[int] = None) -> np.ndarray:
@@ -475,20 +515,37 @@ class Trainer:
         """Writes the full training state (both networks, Adam moments, BN statistics, step,
         epoch and data cursor, config, history) atomically; see :mod:`dcgan.checkpoint`."""
         arrays: Dict[str, np.ndarray] = {}
-        for net in NETS:
-            for k, v in self._core.get_params(net).items():
-                arrays[f"{net}/{k}"] = v
-            for k, v in self._core.get_state(net).items():
-                arrays[f"{net}/{k}"] = v
-            for k, v in self._core.get_adam(net).items():
-                arrays[f"{net}.adam/{k}"] = v
-        return checkpoint.write(path, self._meta("full"), arrays)
+        with self._lock:  # one snapshot, at a step boundary, even while fit() runs in another thread
+            for net in NETS:
+                for k, v in self._core.get_params(net).items():
+                    arrays[f"{net}/{k}"] = v
+                for k, v in self._core.get_state(net).items():
+                    arrays[f"{net}/{k}"] = v
+                for k, v in self._core.get_adam(net).items():
+                    arrays[f"{net}.adam/{k}"] = v
+            meta = self._meta("full")
+        self._refuse_non_finite(path, arrays)
+        return checkpoint.write(path, meta, arrays)
 
     def save_generator(self, path: "checkpoint.PathLike") -> "checkpoint.Path":
         """Writes the generator alone (parameters, BN statistics, config): enough to sample."""
-        arrays = {f"generator/{k}": v for k, v in self._core.get_params("generator").items()}
-        arrays.update({f"generator/{k}": v for k, v in self._core.get_state("generator").items()})
-        return checkpoint.write(path, self._meta("generator"), arrays)
+        with self._lock:
+            arrays = {f"generator/{k}": v for k, v in self._core.get_params("generator").items()}
+            arrays.update({f"generator/{k}": v for k, v in self._core.get_state("generator").items()})
+            meta = self._meta("generator")
+        self._refuse_non_finite(path, arrays)
+        return checkpoint.write(path, meta, arrays)
+
+    def _refuse_non_finite(self, path: Any, arrays: Dict[str, np.ndarray]) -> None:
+        """A checkpoint never holds NaN or Inf: it would replace a good file with one that
+        cannot be resumed."""
+        if self._diverged_at is not None:
+            raise ValueError(f"refusing to save to {path}: this trainer diverged at step {self._diverged_at}; "
+                             f"the file there (if any) is left as it was")
+        for k, v in arrays.items():
+            if v.size and not np.isfinite(v).all():
+                raise ValueError(f"refusing to save to {path}: {k} holds NaN or Inf (training diverged); "
+                                 f"the file there (if any) is left as it was")
 
     @classmethod
     def load(cls, path: "checkpoint.PathLike", cfg: Optional[Config] = None,
@@ -531,7 +588,7 @@ class Trainer:
         from . import __version__
         return {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "kind": kind,
                 "config": self.cfg.to_dict(), "train_state": dict(self._core.get_train_state()),
-                "history": self.history if kind == "full" else {}, "dcgan_version": __version__}
+                "history": {k: list(v) for k, v in self.history.items()} if kind == "full" else {}, "dcgan_version": __version__}
 
     # ---------------------------------------------------------------- helpers
     @staticmethod

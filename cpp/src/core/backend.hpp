@@ -93,6 +93,9 @@ class Backend {
   virtual void activate() {}
   // Waits until all enqueued work is done.
   virtual void synchronize() {}
+  // Bytes of memory this backend could still allocate (host: the kernel's MemAvailable; GPU:
+  // the device's free memory), or -1 when unknown.
+  virtual int64_t memory_available() const { return -1; }
 
   // `grad_slots`: 2 for D (its real and fake passes write separately), 1 for G.
   virtual std::unique_ptr<ParamStore> make_params(int64_t n_params, int64_t n_state,
@@ -132,6 +135,10 @@ class Backend {
 
   // One Adam step (PyTorch's formula) on p's parameters with gradient g0 (+ g1 when g1 !=
   // nullptr); `t` is the 1-based step count for bias correction.
+  // How many of the n floats at p (backend memory) are NaN or infinite; waits for the work that
+  // writes them (a check between chunks of steps, not inside one).
+  virtual int64_t count_non_finite(const float* p, int64_t n) = 0;
+
   virtual void adam(ParamStore& p, const AdamParams& h, Counter t, const float* g0,
                     const float* g1) = 0;
 

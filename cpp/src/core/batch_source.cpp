@@ -130,13 +130,16 @@ const std::vector<int64_t>& EpochSampler::permutation(int64_t e) {
 
 int64_t EpochSampler::steps_left(const DataCursor& c) const {
   const int64_t global = batch_ * world_;
-  if (c.cursor + global > n_) return steps_per_epoch();
+  // (n_ >= global; written so that no cursor, however large, overflows)
+  if (c.cursor < 0 || c.cursor > n_ - global) return steps_per_epoch();
   return steps_per_epoch() - c.cursor / global;
 }
 
 void EpochSampler::next(DataCursor& c, int64_t* index) {
   const int64_t global = batch_ * world_;
-  if (c.cursor + global > n_) {
+  if (c.cursor < 0 || c.cursor > n_ - global) {  // the epoch is done (or the cursor is not one)
+    if (c.epoch < 0 || c.epoch >= kMaxCounter)
+      throw InvalidArgument("data cursor epoch " + std::to_string(c.epoch) + " is out of range");
     c.epoch++;
     c.cursor = 0;
   }

@@ -52,6 +52,11 @@ class BatchSource {
   std::vector<const void*> ptrs_;
 };
 
+// Largest value of any training counter (steps, Adam steps, epochs, data cursor) that the core
+// accepts: far beyond any run, and far enough below 2^63 that no derived counter (noise and
+// dropout counters are step * 256) overflows.
+constexpr int64_t kMaxCounter = int64_t(1) << 48;
+
 // Where a rank's data cursor stands.
 struct DataCursor {
   int64_t epoch = 0;   // epoch of the data cursor

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "core/init.hpp"
 #include "core/rng.hpp"
@@ -24,6 +25,18 @@ enum CounterSlot { kCtrNoise, kCtrPass, kCtrAdamD, kCtrAdamG, kCountersPerStep }
 // Backend memory is allocated in floats: a uint64 takes two.
 constexpr int64_t kCounterFloats = kCountersPerStep * 2;
 }  // namespace
+
+void TrainState::check() const {
+  const std::pair<const char*, int64_t> fields[] = {{"step", step},
+                                                    {"adam_t_d", adam_t_d},
+                                                    {"adam_t_g", adam_t_g},
+                                                    {"epoch", data.epoch},
+                                                    {"cursor", data.cursor}};
+  for (const auto& f : fields)
+    if (f.second < 0 || f.second > kMaxCounter)
+      throw InvalidArgument(std::string("training state '") + f.first +
+                            "' = " + std::to_string(f.second) + " is outside [0, 2^48]");
+}
 
 GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
                        std::unique_ptr<Communicator> comm)
@@ -57,6 +70,7 @@ GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
     throw InvalidArgument("discriminator must end in one logit per image, got output " +
                           shape_str(d_plan_.out));
   be_->activate();
+  check_memory();
 
   g_params_ = be_->make_params(g_plan_.n_params, g_plan_.n_state, 1);
   d_params_ = be_->make_params(d_plan_.n_params, d_plan_.n_state, 2);
@@ -79,6 +93,49 @@ GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
   stats_ = DeviceBuffer(*be_, kStatsChunk * kStatsPerStep);
   step_stats_ = DeviceBuffer(*be_, kStatsPerStep);
   counters_ = DeviceBuffer(*be_, kCounterFloats);
+}
+
+namespace {
+// A lower bound on the bytes a network compiled for `batch` holds: its input, every layer's
+// output and output gradient (float32), and its parameter store.
+double net_bytes(const NetPlan& p, int64_t batch, int grad_slots) {
+  double act = 2.0 * static_cast<double>(numel(p.in));
+  for (const auto& L : p.layers) act += 2.0 * static_cast<double>(numel(L.out));
+  return 4.0 *
+         (static_cast<double>(batch) * act + static_cast<double>(p.n_params) * (3 + grad_slots) +
+          static_cast<double>(p.n_state));
+}
+
+std::string gigabytes(double b) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.1f GB", b / 1e9);
+  return s;
+}
+}  // namespace
+
+void GanTrainer::check_memory() {
+  const double need = net_bytes(g_plan_, cfg_.batch, 1) + net_bytes(d_plan_, cfg_.batch, 2);
+  const int64_t have = be_->memory_available();
+  if (have >= 0 && need > static_cast<double>(have))
+    throw InvalidArgument("batch_size " + std::to_string(cfg_.batch) + " needs at least " +
+                          gigabytes(need) + " for the networks' activations and parameters, but " +
+                          gigabytes(static_cast<double>(have)) + " are available to the " +
+                          be_->name() + " backend; use a smaller batch_size");
+}
+
+std::string GanTrainer::non_finite_state() {
+  be_->activate();
+  for (int net = 0; net < 2; ++net) {
+    ParamStore& ps = params(net);
+    const std::pair<const char*, Buf> arrays[] = {{"parameters", Buf::Params},
+                                                  {"Adam first moments", Buf::AdamM},
+                                                  {"Adam second moments", Buf::AdamV},
+                                                  {"BatchNorm running statistics", Buf::State}};
+    for (const auto& a : arrays)
+      if (be_->count_non_finite(ps.data(a.second), ps.size(a.second)) > 0)
+        return std::string(net == 0 ? "generator " : "discriminator ") + a.first;
+  }
+  return "";
 }
 
 void GanTrainer::set_use_recording(bool on) {

@@ -53,6 +53,8 @@ struct TrainState {
   int64_t step = 0;  // completed training steps
   int64_t adam_t_d = 0, adam_t_g = 0;
   DataCursor data;  // epoch and position of the data cursor
+  // InvalidArgument naming the field unless every counter is in [0, kMaxCounter].
+  void check() const;
 };
 
 class GanTrainer {
@@ -94,6 +96,10 @@ class GanTrainer {
   // The networks as compiled for the training batch; for tests that inspect gradients.
   NetExec& train_net(int net) { return net == 0 ? *g_ : *d_; }
 
+  // The first of the networks' arrays (parameters, Adam moments, BN statistics) holding NaN or
+  // Inf, as "generator parameters" etc., or "" when all are finite. Synchronises.
+  std::string non_finite_state();
+
   // Whether run() replays a recorded step (a CUDA graph) where the backend can: on by default.
   void set_use_recording(bool on);
   // "recorded" once run() replays a recording, "eager" before (or where it may not), or why
@@ -110,6 +116,8 @@ class GanTrainer {
   // Forgets the recording (the staged batches moved or changed format): re-recorded after the
   // next eager warm-up step.
   void drop_recording();
+  // InvalidArgument when the networks cannot fit in the backend's free memory at this batch.
+  void check_memory();
   void reduce_grads(ParamStore& p, bool two_slots);
   void collect(const float* dev_stats, int64_t steps, StepStats* out);
   NetExec& eval_net(int net, int64_t batch);

@@ -27,7 +27,9 @@ std::string shape_str(const Shape& s) {
 
 int64_t numel(const Shape& s) {
   int64_t n = 1;
-  for (auto d : s) n *= d;
+  for (auto d : s)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n))
+      throw InvalidArgument("shape " + shape_str(s) + " has more values than an int64 can count");
   return n;
 }
 
@@ -53,6 +55,8 @@ NetPlan plan_network(const std::string& net, const Shape& in,
     auto add_param = [&](const char* name, Shape shape) {
       r.params.push_back({name, shape, off});
       off += numel(shape);
+      if (off > kMaxSampleValues)
+        fail(net, i, s, "the network has more than 2^34 parameters (" + shape_str(shape) + ")");
     };
     switch (s.kind) {
       case LayerKind::Dense: {
@@ -174,6 +178,12 @@ NetPlan plan_network(const std::string& net, const Shape& in,
         r.out = {numel(cur)};
         break;
     }
+    // One sample's activations must be addressable (and are limited by what any backend's
+    // libraries index: 2^34 values is 64 GB per sample).
+    if (numel(r.out) > kMaxSampleValues)
+      fail(net, i, s,
+           "output " + shape_str(r.out) + " has " + std::to_string(numel(r.out)) +
+               " values per sample, more than the 2^34 supported");
     cur = r.out;
     plan.layers.push_back(std::move(r));
   }

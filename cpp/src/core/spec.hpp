@@ -68,7 +68,10 @@ struct LayerSpec {
 // Per-sample shape (no batch dimension): {F} for flat tensors or {C, H, W} for images.
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);
+// The product of the sizes; InvalidArgument if it overflows int64.
 int64_t numel(const Shape& s);
+// Most values one sample's activation may have.
+constexpr int64_t kMaxSampleValues = int64_t(1) << 34;
 
 // Padding of one spatial dimension, as the equivalent convolution sees it.
 struct Pad {

@@ -3,6 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -88,10 +90,25 @@ class GuardedNet : public NetExec {
 class CpuBackend : public Backend {
  public:
   explicit CpuBackend(const BackendOptions& opts) : threads_(opts.threads) {
-    if (threads_ < 0) throw InvalidArgument("threads must be >= 0");
+    if (threads_ < 0 || threads_ > kMaxThreads)
+      throw InvalidArgument("threads must be in [0, " + std::to_string(kMaxThreads) +
+                            "] (0 = all cores; libgomp aborts the process when it cannot create "
+                            "the threads asked for), got " +
+                            std::to_string(threads_));
     activate();
   }
   std::string name() const override { return "cpu"; }
+  int64_t memory_available() const override {
+    // MemAvailable of /proc/meminfo (kB): what the kernel can hand out without swapping.
+    std::FILE* f = std::fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    long long kb = -1;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+    std::fclose(f);
+    return kb < 0 ? -1 : static_cast<int64_t>(kb) * 1024;
+  }
   // OpenMP's thread count is per calling thread: set it wherever this backend is entered.
   void activate() override {
     if (threads_ > 0) omp_set_num_threads(threads_);
@@ -147,6 +164,12 @@ class CpuBackend : public Backend {
     const LossOut r = cpu::g_loss(kind, logits, n, d_logits);
     *loss_out = static_cast<float>(r.loss), *mean_out = static_cast<float>(r.mean_out);
   }
+  int64_t count_non_finite(const float* p, int64_t n) override {
+    int64_t bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) bad += std::isfinite(p[i]) ? 0 : 1;
+    return bad;
+  }
   void adam(ParamStore& p, const AdamParams& h, Counter t, const float* g0,
             const float* g1) override {
     adam_update(p.params(), p.adam_m(), p.adam_v(), p.n_params, h, static_cast<int64_t>(t.value()),
@@ -155,6 +178,7 @@ class CpuBackend : public Backend {
   }
 
  private:
+  static constexpr int kMaxThreads = 256;  // as Config.threads (python/dcgan/config.py)
   static void copy_floats(float* dst, const float* src, int64_t n) {
     if (n > 0) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
   }

@@ -252,6 +252,14 @@ class CudaBackend : public Backend {
   std::string name() const override { return "cuda"; }
   void activate() override { DCGAN_CUDA_OK(cudaSetDevice(c_.device)); }
   void synchronize() override { DCGAN_CUDA_OK(cudaStreamSynchronize(c_.stream)); }
+  int64_t memory_available() const override {
+    size_t free_b = 0, total = 0;
+    if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {
+      cudaGetLastError();
+      return -1;
+    }
+    return static_cast<int64_t>(free_b);
+  }
 
   std::unique_ptr<ParamStore> make_params(int64_t n_params, int64_t n_state,
                                           int grad_slots) override {
@@ -337,6 +345,16 @@ class CudaBackend : public Backend {
               float* mean_out) override {
     cuda::g_loss(c_.stream, kind, logits, n, d_logits, loss_out, mean_out);
   }
+  int64_t count_non_finite(const float* p, int64_t n) override {
+    if (n <= 0) return 0;
+    if (!count_) count_ = DevMem(2);  // an unsigned long long counter
+    auto* c = reinterpret_cast<unsigned long long*>(count_.get());
+    cuda::count_non_finite(c_.stream, p, n, c);
+    unsigned long long host = 0;
+    DCGAN_CUDA_OK(cudaMemcpyAsync(&host, c, sizeof host, cudaMemcpyDeviceToHost, c_.stream));
+    DCGAN_CUDA_OK(cudaStreamSynchronize(c_.stream));
+    return static_cast<int64_t>(host);
+  }
   void adam(ParamStore& p, const AdamParams& h, Counter t, const float* g0,
             const float* g1) override {
     cuda::adam(c_.stream, p.params(), p.adam_m(), p.adam_v(), p.n_params, g0, g1, h.lr, h.beta1,
@@ -382,6 +400,7 @@ class CudaBackend : public Backend {
   std::unique_ptr<PinnedRing> ring_;
   std::vector<StagedBatch> staged_;
   std::deque<DevMem> owned_;
+  DevMem count_;
 };
 
 std::string version_string(int v) {

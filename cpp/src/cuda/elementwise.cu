@@ -143,4 +143,10 @@ void crop2d(cudaStream_t s, const float* xp, float* x, int64_t N, int64_t C, int
   launched();
 }
 
+void count_non_finite(cudaStream_t s, const float* p, int64_t n, unsigned long long* count) {
+  CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof *count, s));
+  count_non_finite_kernel<<<grid_for(n, 4096), kBlock, 0, s>>>(p, n, count);
+  launched();
+}
+
 }  // namespace dcgan::cuda

@@ -46,6 +46,10 @@ void bn_backward(cudaStream_t s, const float* x, const float* dy, float* dx, int
                  int64_t S, const float* gamma, const float* mean, const float* inv_std,
                  float* d_gamma, float* d_beta, float* scratch);
 
+// *count = the number of NaN or infinite values among p[0, n) (zeroed first; atomics on an
+// integer: exact whatever the order).
+void count_non_finite(cudaStream_t s, const float* p, int64_t n, unsigned long long* count);
+
 // Bias over (N, C, S): y[n, c, s] += b[c]; db[c] = sum over n, s of dy[n, c, s] (one block per
 // channel, summed in double: deterministic).
 void add_bias(cudaStream_t s, float* y, const float* b, int64_t N, int64_t C, int64_t S);

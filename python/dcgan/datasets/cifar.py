@@ -8,8 +8,10 @@ numbers and strings; any other global is refused before it is called
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import pickletools
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -50,19 +52,118 @@ def _codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") ->
     return obj.encode(encoding, errors)
 
 
+# NumPy's pickles name these; only the exact constructions CIFAR batches use are admitted.
+_DTYPES = {"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8", "b1", "|u1", "<i4", "<i8", "<f4", "<f8"}
+
+
+class _NdarrayRef:
+    """Stands in for ``numpy.ndarray`` in a pickle: only ``_reconstruct`` may take it; calling
+    it (``ndarray(shape, dtype, buffer, offset, strides)``) is refused."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsafePickleError("refusing to call numpy.ndarray(...) directly (it can view arbitrary memory "
+                                "or expand a few bytes into gigabytes); CIFAR batches never do")
+
+
+_NDARRAY = _NdarrayRef()
+
+
 def _numpy_globals() -> Dict[Tuple[str, str], Any]:
     try:
         from numpy._core import multiarray as ma, numeric as nm  # NumPy >= 2
     except ImportError:  # pragma: no cover - NumPy 1.x
         from numpy.core import multiarray as ma, numeric as nm  # type: ignore[no-redef]
+
+    def reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
+        # An empty array that BUILD then fills through ndarray.__setstate__, which checks the
+        # buffer's size against the shape and dtype.
+        if cls is not _NDARRAY or tuple(shape) != (0,) or typecode not in (b"b", "b"):
+            raise UnsafePickleError("refusing numpy _reconstruct with other arguments than (ndarray, (0,), 'b')")
+        return ma._reconstruct(np.ndarray, (0,), b"b")
+
+    def dtype(obj: Any, align: Any = False, copy: Any = True) -> np.dtype:
+        if isinstance(obj, bytes):  # Python 2 pickles read with encoding="bytes"
+            obj = obj.decode("latin1")
+        if not isinstance(obj, str) or obj not in _DTYPES:
+            raise UnsafePickleError(f"refusing numpy dtype {obj!r} (only plain numeric dtypes)")
+        return np.dtype(obj, align=bool(align), copy=bool(copy))
+
+    def frombuffer(buf: Any, dt: Any, shape: Any, order: Any) -> np.ndarray:
+        if not isinstance(buf, (bytes, bytearray)) or not isinstance(dt, np.dtype) or dt.hasobject:
+            raise UnsafePickleError("refusing numpy _frombuffer other than bytes with a numeric dtype")
+        shape = tuple(shape)
+        count = 1
+        for d in shape:
+            if not isinstance(d, int) or d < 0:
+                raise UnsafePickleError(f"refusing numpy _frombuffer with shape {shape!r}")
+            count *= d
+        if count * dt.itemsize != len(buf):
+            raise ValueError(f"numpy _frombuffer: {len(buf)} bytes do not hold shape {shape} of {dt}")
+        return nm._frombuffer(buf, dt, shape, order)
+
     out: Dict[Tuple[str, str], Any] = {}
     for pkg in ("numpy.core", "numpy._core"):
-        out[(f"{pkg}.multiarray", "_reconstruct")] = ma._reconstruct
+        out[(f"{pkg}.multiarray", "_reconstruct")] = reconstruct
         if hasattr(nm, "_frombuffer"):
-            out[(f"{pkg}.numeric", "_frombuffer")] = nm._frombuffer
-    out[("numpy", "ndarray")] = np.ndarray
-    out[("numpy", "dtype")] = np.dtype
+            out[(f"{pkg}.numeric", "_frombuffer")] = frombuffer
+    out[("numpy", "ndarray")] = _NDARRAY
+    out[("numpy", "dtype")] = dtype
     return out
+
+
+#: Largest python CIFAR batch read (an official one is 31 MB), and the deepest nesting of
+#: containers admitted (an official one nests 3 deep): both checked before unpickling.
+MAX_BATCH_BYTES = 256 << 20
+MAX_PICKLE_DEPTH = 32
+# Opcodes that change an object already on the stack (the object keeps its depth unless what
+# is added is deeper); every other opcode that pops builds a new object one level deeper.
+_IN_PLACE = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "BUILD", "ADDITEMS"}
+
+
+def _check_pickle_shape(data: bytes, path: Path) -> None:
+    """Walks the opcodes (pickletools.genops: iterative, executes nothing) tracking each stack
+    item's nesting depth, so a file nested thousands deep is refused before the unpickler (whose
+    C code recurses on it) sees it."""
+    stack: List[Any] = []  # depth per item; None for a mark
+    memo: Dict[Any, int] = {}
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            before, after = op.stack_before, op.stack_after
+            popped: List[int] = []
+            if before and before[-1] is pickletools.stackslice:
+                while stack and stack[-1] is not None:
+                    popped.append(stack.pop())
+                if not stack:
+                    raise ValueError("mark missing")
+                stack.pop()  # the mark
+                n_fixed = len(before) - 2
+            else:
+                n_fixed = len(before)
+            for _ in range(n_fixed):
+                if not stack or stack[-1] is None:
+                    raise ValueError(f"{op.name} on an empty stack")
+                popped.append(stack.pop())
+            if op.name in _IN_PLACE:
+                container = popped[-1]
+                items = popped[:-1]
+                depth = max([container] + [d + 1 for d in items])
+            else:
+                depth = 1 + max(popped) if popped else 0
+            if depth > MAX_PICKLE_DEPTH:
+                raise UnsafePickleError(f"the pickle nests containers more than {MAX_PICKLE_DEPTH} deep "
+                                        f"(a CIFAR-10 batch nests 3)")
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                if stack and stack[-1] is not None:
+                    memo[arg if op.name != "MEMOIZE" else len(memo)] = stack[-1]
+            if op.name in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo.get(arg, 0))
+                continue
+            for x in after:
+                stack.append(None if x is pickletools.markobject else depth)
+    except UnsafePickleError:
+        raise
+    except ValueError as e:
+        raise ValueError(f"corrupt pickle: {e}") from None
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -106,8 +207,12 @@ def read_cifar_batch(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            obj = _CifarUnpickler(f, encoding="bytes").load()
+        size = path.stat().st_size
+        if size > MAX_BATCH_BYTES:
+            raise ValueError(f"{path}: {size} bytes, more than a CIFAR-10 batch can be ({MAX_BATCH_BYTES})")
+        data = path.read_bytes()
+        _check_pickle_shape(data, path)
+        obj = _CifarUnpickler(io.BytesIO(data), encoding="bytes").load()
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,

@@ -7,6 +7,7 @@ Both decode and resample with Pillow (imported when first needed); the
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 import zlib
 from pathlib import Path
@@ -100,7 +101,16 @@ def _list_images(root: Path) -> List[Path]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(filenames):
             if not fn.startswith(".") and os.path.splitext(fn)[1].lower() in IMAGE_EXTENSIONS:
-                files.append(Path(dirpath) / fn)
+                p = Path(dirpath) / fn
+                # A FIFO, socket or device named like an image would block or never end.
+                try:
+                    regular = stat.S_ISREG(os.stat(p).st_mode)
+                except OSError:
+                    regular = False
+                if not regular:
+                    warnings.warn(f"skipping {p}: not a regular file", stacklevel=3)
+                    continue
+                files.append(p)
     return sorted(files, key=lambda p: p.relative_to(root).parts)
 
 
@@ -114,6 +124,10 @@ def _read_image(path: Path, size: int, mode: str, filt: Any) -> np.ndarray:
         w, h = im.size
         s = min(w, h)
         left, top = (w - s) // 2, (h - s) // 2
+        if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+            # 16-bit grayscale (PNG): 0..65535 to 0..255, not clipped to white.
+            a = np.asarray(im).astype(np.float64)
+            im = Image.fromarray(np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8))
         if im.mode not in ("L", "RGB"):
             im = im.convert("RGBA" if "A" in im.mode or im.mode == "P" else "RGB")
             if im.mode == "RGBA":  # transparent areas become white, not black

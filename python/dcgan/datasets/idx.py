@@ -41,27 +41,34 @@ IDX_LABELS_MAGIC = 0x0801  # 2049
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_bytes(path: Path) -> Tuple[bytes, bool]:
-    """``(content, was_gzip)``: the decompressed content of ``path``.
-
-    Compression is detected from the content (gzip magic bytes), not the name.
-    """
-    with open(path, "rb") as f:
-        head = f.read(2)
-        f.seek(0)
-        if head != _GZIP_MAGIC:
-            return f.read(), False
-        try:
-            with gzip.GzipFile(fileobj=f, mode="rb") as g:
-                return g.read(), True
-        except (EOFError, OSError, zlib.error) as e:  # BadGzipFile is an OSError
-            raise ValueError(
-                f"{path}: corrupt or truncated gzip file ({e}); "
-                "download it again or decompress it by hand to check it"
-            ) from None
+#: Largest IDX payload read (bytes, after decompression): MNIST-style sets are far smaller; a
+#: header that declares more is refused before anything is decompressed.
+MAX_IDX_BYTES = 4 << 30
 
 
-def read_idx(path: PathLike, expected_magic: Optional[int] = None) -> np.ndarray:
+def _open_stream(path: Path):
+    """``(stream, was_gzip)``; compression is detected from the content (gzip magic bytes), not
+    the name."""
+    f = open(path, "rb")
+    head = f.read(2)
+    f.seek(0)
+    if head != _GZIP_MAGIC:
+        return f, False
+    return gzip.GzipFile(fileobj=f, mode="rb"), True
+
+
+def _read_exactly(stream, n: int, path: Path, compressed: bool) -> bytes:
+    try:
+        data = stream.read(n)
+    except (EOFError, OSError, zlib.error) as e:  # BadGzipFile is an OSError
+        if compressed:
+            raise ValueError(f"{path}: corrupt or truncated gzip file ({e}); "
+                             "download it again or decompress it by hand to check it") from None
+        raise
+    return data
+
+
+def read_idx(path: PathLike, expected_magic: Optional[int] = None, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read one IDX file (gzip-compressed or raw) into a NumPy array.
 
     Parameters
@@ -73,6 +80,10 @@ def read_idx(path: PathLike, expected_magic: Optional[int] = None) -> np.ndarray
     expected_magic:
         If given, the file's magic number must equal it (2051 for MNIST
         images, 2049 for MNIST labels).
+    max_bytes:
+        Refuse a file whose header declares more data than this (default 4 GiB): the header
+        is read first and the payload streamed, so a small compressed file that would expand
+        without bound costs no more than its declared size.
 
     Returns
     -------
@@ -87,39 +98,60 @@ def read_idx(path: PathLike, expected_magic: Optional[int] = None) -> np.ndarray
         header (the message names the file and gives expected vs. actual size).
     """
     path = Path(path)
-    data, compressed = _read_bytes(path)
-    if len(data) < 4:
-        raise ValueError(
-            f"{path}: not an IDX file (only {len(data)} bytes; expected at least a 4-byte header)"
-        )
-    magic = int.from_bytes(data[:4], "big")
-    if expected_magic is not None and magic != expected_magic:
-        raise ValueError(
-            f"{path}: bad magic number {magic} (0x{magic:08x}); expected {expected_magic} "
-            f"(0x{expected_magic:08x}). Is this the right file, and is it uncompressed or gzip?"
-        )
-    zero, type_code, ndim = magic >> 16, (magic >> 8) & 0xFF, magic & 0xFF
-    if zero != 0 or type_code not in _IDX_TYPES or ndim == 0:
-        raise ValueError(
-            f"{path}: not an IDX file (magic number {magic} = 0x{magic:08x}: "
-            "expected 0x0000TTNN with a known type code TT and NN >= 1 dimensions)"
-        )
-    dtype = _IDX_TYPES[type_code]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(
-            f"{path}: truncated IDX header: expected at least {header} bytes, got {len(data)}"
-        )
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        what = "truncated" if len(data) < expected else "has trailing data"
-        kind = " (decompressed)" if compressed else ""
-        raise ValueError(
-            f"{path}: IDX file {what}: header says shape {dims} of {dtype.name}, "
-            f"so expected {expected} bytes{kind}, actual size {len(data)} bytes"
-        )
-    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    stream, compressed = _open_stream(path)
+    with stream:
+        head = _read_exactly(stream, 4, path, compressed)
+        if len(head) < 4:
+            raise ValueError(
+                f"{path}: not an IDX file (only {len(head)} bytes; expected at least a 4-byte header)"
+            )
+        magic = int.from_bytes(head, "big")
+        if expected_magic is not None and magic != expected_magic:
+            raise ValueError(
+                f"{path}: bad magic number {magic} (0x{magic:08x}); expected {expected_magic} "
+                f"(0x{expected_magic:08x}). Is this the right file, and is it uncompressed or gzip?"
+            )
+        zero, type_code, ndim = magic >> 16, (magic >> 8) & 0xFF, magic & 0xFF
+        if zero != 0 or type_code not in _IDX_TYPES or ndim == 0:
+            raise ValueError(
+                f"{path}: not an IDX file (magic number {magic} = 0x{magic:08x}: "
+                "expected 0x0000TTNN with a known type code TT and NN >= 1 dimensions)"
+            )
+        dtype = _IDX_TYPES[type_code]
+        header = 4 + 4 * ndim
+        rest = _read_exactly(stream, 4 * ndim, path, compressed)
+        if len(rest) < 4 * ndim:
+            raise ValueError(
+                f"{path}: truncated IDX header: expected at least {header} bytes, got {4 + len(rest)}"
+            )
+        dims = tuple(int.from_bytes(rest[4 * i : 4 * i + 4], "big") for i in range(ndim))
+        payload = dtype.itemsize
+        for d in dims:  # Python integers: no overflow
+            payload *= d
+        if payload > max_bytes:
+            raise ValueError(
+                f"{path}: the IDX header declares shape {dims} of {dtype.name} = {payload} bytes, more than "
+                f"the {max_bytes} bytes this reader accepts (pass max_bytes= to read_idx for a larger file)"
+            )
+        expected = header + payload
+        if not compressed:
+            actual = path.stat().st_size
+            if actual != expected:
+                what = "truncated" if actual < expected else "has trailing data"
+                raise ValueError(
+                    f"{path}: IDX file {what}: header says shape {dims} of {dtype.name}, "
+                    f"so expected {expected} bytes, actual size {actual} bytes"
+                )
+        data = _read_exactly(stream, payload, path, compressed)
+        extra = _read_exactly(stream, 1, path, compressed) if len(data) == payload else b""
+        if len(data) != payload or extra:
+            what = "truncated" if len(data) < payload else "has trailing data"
+            actual = f"{header + len(data)} bytes" if len(data) < payload else f"at least {expected + 1} bytes"
+            raise ValueError(
+                f"{path}: IDX file {what}: header says shape {dims} of {dtype.name}, "
+                f"so expected {expected} bytes (decompressed), actual size {actual}"
+            )
+    arr = np.frombuffer(data, dtype=dtype).reshape(dims)
     # A copy makes it writable (bytes are immutable) and native-endian.
     return arr.astype(dtype.newbyteorder("="), copy=True)
 

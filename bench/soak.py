@@ -1,0 +1,73 @@
+"""Soak: a long run with the resident set size sampled, to show that nothing grows per step.
+
+    python bench/soak.py --steps 10000 --preset mnist --width 16 --batch 32
+
+Trains `steps` steps in chunks of `--every` (each a fit() call, as a notebook or the command line
+would make them, with a save every `--save-every` steps), samples RSS (/proc/self/statm) after
+each chunk and prints the samples, the growth from the first chunk after warm-up to the end, and
+the growth per 1,000 steps. A leak of even a few bytes per step shows up as a steady slope.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import tempfile
+import time
+
+import numpy as np
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=10_000)
+    ap.add_argument("--preset", default="mnist")
+    ap.add_argument("--width", type=int, default=16, help="g_width = d_width")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--every", type=int, default=250, help="steps per fit() call (one RSS sample each)")
+    ap.add_argument("--save-every", type=int, default=2500)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+
+    import dcgan
+
+    cfg = dcgan.Config.preset(a.preset, batch_size=a.batch, g_width=a.width, d_width=a.width, seed=0,
+                              threads=a.threads)
+    tr = dcgan.Trainer(cfg)
+    c, h, w = cfg.image_shape
+    x = np.random.default_rng(0).integers(0, 256, (4096, h, w, c), dtype=np.uint8)
+    samples = []
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        done = 0
+        while done < a.steps:
+            k = min(a.every, a.steps - done)
+            tr.fit(x, steps=k, progress=False)
+            done += k
+            if done % a.save_every == 0:
+                tr.save(os.path.join(tmp, "soak"))
+                tr.generate(64, seed=1)
+            samples.append((done, round(rss_mb(), 2)))
+    el = time.perf_counter() - t0
+    warm = samples[min(3, len(samples) - 1)]  # after allocator and primitive warm-up
+    end = samples[-1]
+    per_k = (end[1] - warm[1]) / max(end[0] - warm[0], 1) * 1000
+    rec = dict(date=str(datetime.date.today()), preset=a.preset, width=a.width, batch=a.batch, steps=a.steps,
+               seconds=round(el, 1), rss_start_mb=samples[0][1], rss_after_warmup_mb=warm[1], rss_end_mb=end[1],
+               growth_mb=round(end[1] - warm[1], 2), growth_mb_per_1000_steps=round(per_k, 3),
+               finite=bool(np.isfinite(np.asarray(tr.history["d_loss"])).all()),
+               cpu=platform.processor() or platform.machine(),
+               isa=next(b["detail"] for b in dcgan.backends() if b["name"] == "cpu"), threads=a.threads)
+    print("rss samples (step, MB):", samples)
+    print(json.dumps(rec))
+
+
+if __name__ == "__main__":
+    main()
