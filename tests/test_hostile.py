@@ -348,3 +348,14 @@ def test_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path):
     x, _, _ = load_image_folder(tmp_path, size=8, channels=1)
     vals = sorted(set(x.reshape(-1).tolist()))
     assert vals == [0, 4, 128, 255], vals
+
+
+def test_checkpoint_with_an_unsupported_zip_version_is_a_value_error(saved, tmp_path):
+    # Found by the fuzzer: zipfile raises NotImplementedError for a version it cannot extract.
+    data = bytearray(saved.read_bytes())
+    cd = data.find(b"PK\x01\x02")  # the first central-directory entry
+    data[cd + 6:cd + 8] = (213).to_bytes(2, "little")  # "version needed to extract" 21.3
+    bad = tmp_path / "v.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="not a readable dcgan checkpoint"):
+        checkpoint.read(bad)

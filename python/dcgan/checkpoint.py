@@ -21,6 +21,7 @@ import json
 import numbers
 import os
 import re
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
@@ -33,6 +34,10 @@ FORMAT = "dcgan-checkpoint"
 VERSION = 1
 PathLike = Union[str, "os.PathLike[str]"]
 KINDS = ("full", "generator")
+# What zipfile and np.load raise on a damaged archive (found by fuzzing: a mutated version
+# field gives NotImplementedError, a mutated header struct.error).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, KeyError, IndexError,
+               NotImplementedError, RuntimeError, OverflowError, UnicodeDecodeError, struct.error, MemoryError)
 NETS = ("generator", "discriminator")
 #: Largest counter a checkpoint may hold (the core's limit: far beyond any run, and safe from
 #: overflow in everything derived from it).
@@ -73,7 +78,7 @@ def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+    except _ZIP_ERRORS as e:
         raise ValueError(f"{path} is not a readable dcgan checkpoint (damaged or another format): {e}") from e
     if "meta.json" not in arrays:
         raise ValueError(f"{path} is not a dcgan checkpoint: it has no meta.json entry")
@@ -99,7 +104,7 @@ def _check_members(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except _ZIP_ERRORS as e:
         raise ValueError(f"{path} is not a readable dcgan checkpoint (damaged or another format): {e}") from e
     size = path.stat().st_size
     if not any(info.filename == "meta.json.npy" for info in infos):
