@@ -359,3 +359,23 @@ def test_checkpoint_with_an_unsupported_zip_version_is_a_value_error(saved, tmp_
     bad.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="not a readable dcgan checkpoint"):
         checkpoint.read(bad)
+
+
+def test_deeply_nested_json_is_a_clear_error(saved, tmp_path, capsys):
+    from dcgan.cli import main
+
+    deep = "[" * 100_000 + "]" * 100_000
+    bad = rewrite(saved)
+    with zipfile.ZipFile(saved) as zin:
+        names = zin.namelist()
+    arrays = dict(np.load(saved, allow_pickle=False))
+    arrays["meta.json"] = np.frombuffer(deep.encode(), np.uint8)
+    np.savez(bad, **{k[:-4] if k.endswith(".npy") else k: v for k, v in arrays.items()})
+    assert "meta.json.npy" in names
+    with pytest.raises(ValueError, match="meta.json is damaged"):
+        checkpoint.read(bad)
+    cfg = tmp_path / "deep.json"
+    cfg.write_text(deep)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and "not valid JSON" in capsys.readouterr().err

@@ -84,7 +84,7 @@ def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
         raise ValueError(f"{path} is not a dcgan checkpoint: it has no meta.json entry")
     try:
         meta = json.loads(arrays.pop("meta.json").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"{path}: meta.json is damaged: {e}") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a dcgan checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")

@@ -305,13 +305,13 @@ def _read_config_file(path: str, parser: argparse.ArgumentParser) -> Dict[str, A
                              "(or give a .json file)")
         try:
             d = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            parser.error(f"argument --config: {path} is not valid TOML: {e}")
+        except (tomllib.TOMLDecodeError, RecursionError) as e:
+            parser.error(f"argument --config: {path} is not valid TOML: {e or 'nested too deeply'}")
     else:
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as e:
-            parser.error(f"argument --config: {path} is not valid JSON: {e}")
+        except (json.JSONDecodeError, RecursionError) as e:
+            parser.error(f"argument --config: {path} is not valid JSON: {e or 'nested too deeply'}")
     if not isinstance(d, dict):
         parser.error(f"argument --config: {path} must hold an object/table of Config fields")
     return d
