@@ -48,6 +48,7 @@ class DropoutLayer : public Layer {
       const auto* lb = static_cast<const float*>(lo_b.get_data_handle());
       const auto* hb = static_cast<const float*>(hi_b.get_data_handle());
       logical_.resize(n_);
+      mask_logical_.assign(static_cast<size_t>(n_logical), 0.f);
       for (int64_t i = 0; i < n_; ++i)
         logical_[i] = (static_cast<int64_t>(hb[i]) << 20) + static_cast<int64_t>(lb[i]);
     }
@@ -67,10 +68,20 @@ class DropoutLayer : public Layer {
     // dropout_multiplier (core/elementwise.hpp), one Philox block per 4 elements.
     const float scale = dropout_scale(p);
     if (!logical_.empty()) {
+      // The masks in logical order (one Philox block per 4 elements, as below), then each
+      // physical element takes its logical element's.
+      float* ml = mask_logical_.data();
+      const int64_t nl = static_cast<int64_t>(mask_logical_.size());
+#pragma omp parallel for schedule(static) if (nl > (1 << 15))
+      for (int64_t b = 0; b < (nl + 3) / 4; ++b) {
+        uint32_t w[4];
+        rng.block(dropout_block(layer_, 4 * b), w);
+        for (int k = 0; k < 4 && 4 * b + k < nl; ++k) ml[4 * b + k] = dropout_keep(w[k], p, scale);
+      }
       const int64_t* li = logical_.data();
-#pragma omp parallel for schedule(static) if (n_ > (1 << 13))
+#pragma omp parallel for simd schedule(static) if (n_ > (1 << 15))
       for (int64_t i = 0; i < n_; ++i) {
-        mk[i] = dropout_multiplier(rng, layer_, li[i], p);
+        mk[i] = ml[li[i]];
         y[i] = x[i] * mk[i];
       }
       return;
@@ -106,7 +117,8 @@ class DropoutLayer : public Layer {
   int64_t n_ = 0;
   bool active_ = false;
   std::vector<float> mask_;
-  std::vector<int64_t> logical_;  // physical -> logical index, for blocked layouts
+  std::vector<int64_t> logical_;     // physical -> logical index, for blocked layouts
+  std::vector<float> mask_logical_;  // the pass's masks in logical order
 };
 
 }  // namespace
