@@ -347,7 +347,7 @@ class CudaBackend : public Backend {
   }
   int64_t count_non_finite(const float* p, int64_t n) override {
     if (n <= 0) return 0;
-    if (!count_) count_ = DevMem(2);  // an unsigned long long counter
+    if (!count_.get()) count_ = DevMem(2);  // an unsigned long long counter
     auto* c = reinterpret_cast<unsigned long long*>(count_.get());
     cuda::count_non_finite(c_.stream, p, n, c);
     unsigned long long host = 0;
