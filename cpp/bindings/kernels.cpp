@@ -106,6 +106,37 @@ void add_kernels_module(py::module_& parent) {
       },
       py::arg("seed"), py::arg("counter"), py::arg("layer"), py::arg("n"), py::arg("p"));
   m.def(
+      "softmax_xent",
+      [](const F32& logits, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& labels) {
+        if (logits.ndim() != 2 || labels.ndim() != 1 || labels.shape(0) != logits.shape(0))
+          throw InvalidArgument("softmax_xent: logits (n, k) and labels (n,) expected");
+        const int64_t n = logits.shape(0), k = logits.shape(1);
+        F32 dx({n, k});
+        F64 loss(n);
+        py::array_t<bool> correct(n);
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t y = labels.data()[i];
+          if (y < 0 || y >= k) throw InvalidArgument("softmax_xent: label out of range");
+          const XentTerm t = softmax_xent_row(logits.data() + i * k, k, y, dx.mutable_data() + i * k,
+                                              1.0 / static_cast<double>(n));
+          loss.mutable_data()[i] = t.loss, correct.mutable_data()[i] = t.correct;
+        }
+        return py::make_tuple(loss, dx, correct);
+      },
+      py::arg("logits"), py::arg("labels"),
+      "Per-row (loss, d(mean loss)/d(logits), arg-max == label) of softmax cross-entropy.");
+  m.def(
+      "bn_accumulate",
+      [](const F32& means, const F32& vars) {
+        same_size(means, vars, "bn_accumulate");
+        float s = 0, v = 0, q = 0;
+        for (py::ssize_t i = 0; i < means.size(); ++i)
+          bn_accumulate(s, v, q, means.data()[i], vars.data()[i]);
+        return py::make_tuple(s, v, q);
+      },
+      py::arg("means"), py::arg("vars"),
+      "The precise-statistics sums (mean, var, mean^2) over batches of one channel.");
+  m.def(
       "bn_normalize",
       [](const F32& x, const F32& mean, const F32& inv_std, const F32& gamma, const F32& beta) {
         for (const F32* a : {&mean, &inv_std, &gamma, &beta}) same_size(x, *a, "bn_normalize");

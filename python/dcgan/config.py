@@ -16,6 +16,9 @@ OUTPUTS = ("tanh", "sigmoid")
 # threads and aborts the whole process (no Python exception), so a config may not ask for it.
 MAX_THREADS = 256
 INITS = ("normal", "truncated_normal", "xavier_uniform", "xavier_normal")
+BN_INFERENCE = ("precise", "running", "batch")
+# As the core's kMaxPreciseBnSamples (cpp/src/core/gan_step.cpp).
+MAX_PRECISE_BN_SAMPLES = 1 << 24
 
 
 @dataclass
@@ -30,7 +33,16 @@ class Config:
     ``OMP_NUM_THREADS``). ``device`` picks the backend by name (``"cpu"`` by default; the
     names built in are listed by :func:`dcgan.backends`; ``"cuda"`` needs a CUDA build and a GPU,
     see :func:`dcgan.cuda_available`). ``tf32`` allows TF32 math on the GPU; ``cuda_graph`` replays
-    each step as one CUDA graph. The data range follows the generator's output activation:
+    each step as one CUDA graph.
+
+    ``bn_inference`` chooses the BatchNorm statistics G samples with (:meth:`Trainer.generate`,
+    :meth:`Generator.generate`, the CLI's grids, the metrics): ``"precise"`` (default) pools the
+    exact mean and variance of every BN layer's input over ``precise_bn_samples`` fresh noise
+    samples in training mode, recomputed whenever the weights changed; ``"running"`` uses the
+    exponential running averages (PyTorch's ``eval()``; with a small ``bn_momentum`` they lag
+    hundreds of steps behind the weights); ``"batch"`` normalises each batch of ``batch_size``
+    samples by its own statistics (PyTorch's ``train()``, as its DCGAN example samples). The
+    running averages are trained and saved whichever is chosen. The data range follows the generator's output activation:
     ``tanh`` -> [-1, 1], ``sigmoid`` -> [0, 1]; :meth:`Trainer.fit` scales inputs to it.
     """
 
@@ -63,6 +75,9 @@ class Config:
     dropout: float = 0.3
     bn_momentum: float = 0.01
     bn_eps: float = 1e-3
+    # Which BatchNorm statistics generate() uses: "precise", "running" or "batch".
+    bn_inference: str = "precise"
+    precise_bn_samples: int = 4096
     seed: int = 0
     threads: int = 0
     # The backend that runs the step: "cpu", or another name from dcgan.backends().
@@ -241,7 +256,8 @@ class Config:
             "lr_g": self.effective_lr_g, "lr_d": self.effective_lr_d,
             "beta1_g": bg[0], "beta2_g": bg[1], "beta1_d": bd[0], "beta2_d": bd[1],
             "adam_eps": self.adam_eps, "noise": self.noise, "seed": self.seed, "threads": self.threads,
-            "device": self.device, "tf32": self.tf32,
+            "device": self.device, "tf32": self.tf32, "bn_inference": self.bn_inference,
+            "precise_bn_samples": self.precise_bn_samples,
         }
 
     # ------------------------------------------------------------------ checks and (de)serialisation
@@ -261,8 +277,13 @@ class Config:
             if not ok:
                 raise ValueError(f"{name} must be in [0, 1{']' if closed_hi else ')'}, got {v!r}")
 
-        for name in ("batch_size", "z_dim", "epochs", "n_critic", "g_steps", "g_width", "d_width", "kernel"):
+        for name in ("batch_size", "z_dim", "epochs", "n_critic", "g_steps", "g_width", "d_width", "kernel",
+                     "precise_bn_samples"):
             positive_int(name)
+        if self.precise_bn_samples > MAX_PRECISE_BN_SAMPLES:
+            raise ValueError(f"precise_bn_samples must be at most {MAX_PRECISE_BN_SAMPLES}, got {self.precise_bn_samples}")
+        if self.bn_inference not in BN_INFERENCE:
+            raise ValueError(f"unknown bn_inference {self.bn_inference!r}; expected one of {', '.join(BN_INFERENCE)}")
         if len(self.image_shape) != 3 or any(v <= 0 for v in self.image_shape):
             raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape!r}")
         if self.image_shape[0] not in (1, 3):

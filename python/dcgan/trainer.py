@@ -20,7 +20,7 @@ import numpy as np
 from . import checkpoint
 from ._loader import load_core
 from .callbacks import Callback, CallbackLike, _call  # noqa: F401 (Callback: dcgan.trainer.Callback)
-from .config import Config
+from .config import BN_INFERENCE, Config
 
 _core = load_core()
 
@@ -275,6 +275,9 @@ class Trainer:
         self._core = _core.Trainer(cfg.core_config())
         self._core.set_use_recording(cfg.cuda_graph)
         self.history: Dict[str, List[float]] = {k: [] for k in HISTORY_KEYS + ("epoch",)}
+        # Sample-quality evaluations (callbacks.Evaluate): one list per metric, one entry per
+        # evaluation, with the step and epoch it was taken at.
+        self.eval_history: Dict[str, List[Any]] = {}
         self.stop_training = False  # set by a callback to end fit() after the current step
         self._data: Optional[DataSource] = None
         # Held while the core trains a chunk and its history is recorded, and while save()
@@ -448,11 +451,13 @@ class Trainer:
                                      f"load the last good checkpoint with Trainer.load to continue")
 
     # ---------------------------------------------------------------- inference
-    def generate(self, n: int, seed: Optional[int] = None) -> np.ndarray:
-        """``n`` samples (float32, (n, C, H, W), in ``cfg.data_range``) from G in inference mode.
+    def generate(self, n: int, seed: Optional[int] = None, bn_inference: Optional[str] = None) -> np.ndarray:
+        """``n`` samples (float32, (n, C, H, W), in ``cfg.data_range``) from G.
 
         The same ``seed`` gives the same latent vectors (sample i does not depend on n);
-        ``seed=None`` draws fresh ones.
+        ``seed=None`` draws fresh ones. BatchNorm uses ``bn_inference`` (default
+        ``cfg.bn_inference``): ``"precise"`` statistics recomputed for the current weights (cached
+        until they change), the ``"running"`` averages, or each ``"batch"``'s own statistics.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -460,7 +465,28 @@ class Trainer:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
         elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        return self._core.generate(int(n), int(seed))
+        mode = self.cfg.bn_inference if bn_inference is None else bn_inference
+        if mode not in BN_INFERENCE:
+            raise ValueError(f"unknown bn_inference {mode!r}; expected one of {', '.join(BN_INFERENCE)}")
+        with self._lock:
+            if mode == self.cfg.bn_inference:
+                return self._core.generate(int(n), int(seed))
+            self._core.set_bn_inference(mode)
+            try:
+                return self._core.generate(int(n), int(seed))
+            finally:
+                self._core.set_bn_inference(self.cfg.bn_inference)
+
+    def bn_statistics(self, kind: str = "precise") -> "OrderedDict[str, np.ndarray]":
+        """G's BatchNorm statistics by PyTorch name (``"3.running_mean"``, ``"3.running_var"``):
+        the ``"precise"`` ones generate() uses by default (computed now if the weights changed
+        since), or the ``"running"`` averages training keeps."""
+        if kind == "running":
+            return self.buffers("generator")
+        if kind != "precise":
+            raise ValueError(f"kind must be 'precise' or 'running', got {kind!r}")
+        with self._lock:
+            return OrderedDict(self._core.precise_bn_state().items())
 
     def discriminate(self, x: Any, input_range: Optional[Tuple[float, float]] = None) -> np.ndarray:
         """D's probability that each image is real (inference mode), float32 (N,)."""
@@ -574,6 +600,7 @@ class Trainer:
         for k, v in (meta.get("history") or {}).items():
             if k in tr.history:
                 tr.history[k] = list(v)
+        tr.eval_history = {k: list(v) for k, v in (meta.get("eval_history") or {}).items()}
         return tr
 
     def _restore_nets(self, arrays: Dict[str, np.ndarray], nets: Sequence[str], path: Any) -> None:
@@ -588,7 +615,9 @@ class Trainer:
         from . import __version__
         return {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "kind": kind,
                 "config": self.cfg.to_dict(), "train_state": dict(self._core.get_train_state()),
-                "history": {k: list(v) for k, v in self.history.items()} if kind == "full" else {}, "dcgan_version": __version__}
+                "history": {k: list(v) for k, v in self.history.items()} if kind == "full" else {},
+                "eval_history": {k: list(v) for k, v in self.eval_history.items()} if kind == "full" else {},
+                "dcgan_version": __version__}
 
     # ---------------------------------------------------------------- helpers
     @staticmethod
@@ -645,9 +674,10 @@ class Generator:
         g._trainer._restore_nets(arrays, ("generator",), path)
         return g
 
-    def generate(self, n: int, seed: Optional[int] = None) -> np.ndarray:
-        """``n`` samples, float32 (n, C, H, W) in ``cfg.data_range``."""
-        return self._trainer.generate(n, seed)
+    def generate(self, n: int, seed: Optional[int] = None, bn_inference: Optional[str] = None) -> np.ndarray:
+        """``n`` samples, float32 (n, C, H, W) in ``cfg.data_range``; BatchNorm statistics as
+        :meth:`Trainer.generate` (precise ones by default, computed once after loading)."""
+        return self._trainer.generate(n, seed, bn_inference)
 
     def weights(self) -> "OrderedDict[str, np.ndarray]":
         return self._trainer.weights("generator")

@@ -71,6 +71,10 @@ class NetExec {
   // Back-propagates d_output. Weight gradients overwrite grad(grad_slot); -1 skips them.
   // Forward state is left intact, so backward may run again with another d_output.
   virtual void backward(bool need_d_input, int grad_slot) = 0;
+  // After a training-mode forward: adds every BatchNorm layer's batch mean and biased variance
+  // (bn_accumulate) into sums[state_offset, +C) and sums[state_offset + C, +C), and the squared
+  // mean into mean_sq[state_offset, +C). Both arrays: n_state floats in backend memory.
+  virtual void accumulate_bn_stats(float* sums, float* mean_sq) = 0;
 };
 
 struct AdamParams {
@@ -132,6 +136,12 @@ class Backend {
   // Generator loss on D's logits for fakes; gradient into d_logits.
   virtual void g_loss(LossKind kind, const float* logits, int64_t n, float* d_logits,
                       float* loss_out, float* mean_out) = 0;
+
+  // Softmax cross-entropy of n rows of k logits against class indices `labels` (n floats
+  // holding integers in [0, k)): d(mean loss)/d(logits) into d_logits, the mean loss into
+  // *loss_out and the fraction of rows whose arg-max is the label into *correct_out.
+  virtual void softmax_xent(const float* logits, const float* labels, int64_t n, int64_t k,
+                            float* d_logits, float* loss_out, float* correct_out) = 0;
 
   // One Adam step (PyTorch's formula) on p's parameters with gradient g0 (+ g1 when g1 !=
   // nullptr); `t` is the 1-based step count for bias correction.

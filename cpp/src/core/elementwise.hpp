@@ -4,8 +4,8 @@
 // against float64 references and against the CPU backend's own results.
 //
 // defines: loss terms of D and G on a logit, Adam on one parameter, activations and their
-// gradients, inverted-dropout masks, BatchNorm normalisation and running statistics, and the
-// conversion of one stored image value to the model's range.
+// gradients, inverted-dropout masks, BatchNorm normalisation, running and precise statistics,
+// softmax cross-entropy, and the conversion of one stored image value to the model's range.
 #pragma once
 
 #include <math.h>
@@ -154,6 +154,40 @@ DCGAN_HD inline void bn_running_update(float& running_mean, float& running_var, 
   const float unbias = m > 1 ? static_cast<float>(m) / static_cast<float>(m - 1) : 1.f;
   running_mean = (1.f - momentum) * running_mean + momentum * mean;
   running_var = (1.f - momentum) * running_var + momentum * var * unbias;
+}
+
+// Precise statistics: one training-mode batch's mean and biased variance of a channel added to
+// the sums (mean, var, mean^2) from which PreciseBn (core/gan_step.cpp) forms the pooled mean
+// and variance over all batches: mean = E[mean_b], var = E[var_b] + E[mean_b^2] - mean^2.
+DCGAN_HD inline void bn_accumulate(float& sum_mean, float& sum_var, float& sum_mean_sq,
+                                   float mean, float var) {
+  sum_mean += mean;
+  sum_var += var;
+  sum_mean_sq += mean * mean;
+}
+
+// ---------------------------------------------------------------------------------- softmax
+// Softmax cross-entropy on one row of k logits against class `label`, in double: writes
+// d(mean loss)/d(logits) = (softmax - onehot) * inv_n into dx and returns the row's loss and
+// whether its arg-max (the first maximum) is the label.
+struct XentTerm {
+  double loss;
+  bool correct;
+};
+DCGAN_HD inline XentTerm softmax_xent_row(const float* x, int64_t k, int64_t label, float* dx,
+                                          double inv_n) {
+  int64_t arg = 0;
+  for (int64_t j = 1; j < k; ++j)
+    if (x[j] > x[arg]) arg = j;
+  const double mx = x[arg];
+  double sum = 0;
+  for (int64_t j = 0; j < k; ++j) sum += exp(static_cast<double>(x[j]) - mx);
+  const double log_sum = log(sum);
+  for (int64_t j = 0; j < k; ++j) {
+    const double p = exp(static_cast<double>(x[j]) - mx - log_sum);
+    dx[j] = static_cast<float>((p - (j == label ? 1.0 : 0.0)) * inv_n);
+  }
+  return {log_sum + mx - static_cast<double>(x[label]), arg == label};
 }
 
 // ---------------------------------------------------------------------------------- data

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/init.hpp"
+#include "core/precise_bn.hpp"
 #include "core/rng.hpp"
 
 namespace dcgan {
@@ -17,6 +18,10 @@ constexpr uint64_t kPassesPerStep = 256;
 constexpr uint64_t kGSeedSalt = 0x9E3779B97F4A7C15ull;
 // Steps whose statistics are gathered in backend memory before one download.
 constexpr int64_t kStatsChunk = 256;
+// Most noise samples precise BatchNorm statistics may pool (a bound on the work one call does).
+constexpr int64_t kMaxPreciseBnSamples = int64_t(1) << 24;
+// Dropout counters of the precise-statistics forwards: far from any training step's.
+constexpr uint64_t kPreciseBnPasses = uint64_t(1) << 39;
 // Eager run() steps before a step is recorded: libraries allocate and load kernels on first use.
 constexpr int kWarmupSteps = 1;
 
@@ -51,6 +56,10 @@ GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
     throw InvalidArgument("image shape must be (C, H, W), got " + shape_str(cfg_.image));
   if (cfg_.n_critic < 1 || cfg_.g_steps < 1)
     throw InvalidArgument("n_critic and g_steps must be >= 1");
+  if (cfg_.precise_bn_samples <= 0 || cfg_.precise_bn_samples > kMaxPreciseBnSamples)
+    throw InvalidArgument("precise_bn_samples must be in [1, " +
+                          std::to_string(kMaxPreciseBnSamples) + "], got " +
+                          std::to_string(cfg_.precise_bn_samples));
   if (cfg_.joint && (cfg_.n_critic != 1 || cfg_.g_steps != 1))
     throw InvalidArgument("the joint update needs n_critic == 1 and g_steps == 1");
   if (!(cfg_.label_smoothing >= 0.f && cfg_.label_smoothing < 1.f))
@@ -223,6 +232,7 @@ void GanTrainer::train_step(const float* host_batch, float* stats_out, bool may_
   st_.adam_t_d += cfg_.n_critic;
   st_.adam_t_g += cfg_.g_steps;
   st_.step++;
+  ++weights_version_;
 }
 
 void GanTrainer::device_step() {
@@ -346,21 +356,83 @@ NetExec& GanTrainer::eval_net(int net, int64_t batch) {
   return *slot;
 }
 
+void GanTrainer::with_g_state(const float* state, const std::function<void()>& body) {
+  const int64_t ns = g_plan_.n_state;
+  if (ns == 0) return body();
+  std::vector<float> own(static_cast<size_t>(ns));
+  g_params_->read(Buf::State, 0, own.data(), ns);
+  if (state) g_params_->write(Buf::State, 0, state, ns);
+  try {
+    body();
+  } catch (...) {
+    g_params_->write(Buf::State, 0, own.data(), ns);
+    throw;
+  }
+  g_params_->write(Buf::State, 0, own.data(), ns);
+}
+
+void GanTrainer::set_bn_inference(BnInference mode, int64_t samples) {
+  if (samples > kMaxPreciseBnSamples)
+    throw InvalidArgument("precise_bn_samples must be in [1, " +
+                          std::to_string(kMaxPreciseBnSamples) + "], got " +
+                          std::to_string(samples));
+  cfg_.bn_inference = mode;
+  if (samples > 0 && samples != cfg_.precise_bn_samples) {
+    cfg_.precise_bn_samples = samples;
+    precise_version_ = ~uint64_t(0);
+  }
+}
+
+void GanTrainer::precise_bn_noise(int64_t k, float* host_out) {
+  if (k < 0) throw InvalidArgument("k must be >= 0");
+  be_->activate();
+  const int64_t n = cfg_.batch * cfg_.z_dim;
+  be_->fill_noise(g_->input(), n, cfg_.noise, cfg_.seed, static_cast<uint32_t>(Stream::PreciseBn),
+                  static_cast<uint64_t>(k));
+  be_->download(host_out, g_->input(), n);
+}
+
+const std::vector<float>& GanTrainer::precise_bn_state() {
+  if (precise_version_ == weights_version_) return precise_;
+  be_->activate();
+  const int64_t B = cfg_.batch;
+  const int64_t batches = (cfg_.precise_bn_samples + B - 1) / B;
+  // The training network at the training batch: each BN layer sees its input as in training.
+  with_g_state(nullptr, [&] {
+    precise_ = pooled_bn_state(
+        *be_, g_plan_, *g_, batches,
+        [&](int64_t k) {
+          be_->fill_noise(g_->input(), B * cfg_.z_dim, cfg_.noise, cfg_.seed,
+                          static_cast<uint32_t>(Stream::PreciseBn), static_cast<uint64_t>(k));
+        },
+        [](int64_t k) { return Counter(kPreciseBnPasses + static_cast<uint64_t>(k)); });
+  });
+  precise_version_ = weights_version_;
+  return precise_;
+}
+
 void GanTrainer::generate(int64_t n, uint64_t seed, float* host_out) {
   if (n <= 0) throw InvalidArgument("number of samples must be positive, got " + std::to_string(n));
   be_->activate();
-  // Fixed chunks: sample i is the same whatever n is (inference mode has no batch coupling).
-  const int64_t chunk = std::min<int64_t>(n, 256);
-  NetExec& g = eval_net(0, chunk);
   const int64_t per = numel(cfg_.image);
-  for (int64_t c = 0, done = 0; done < n; ++c) {
-    be_->fill_noise(g.input(), chunk * cfg_.z_dim, cfg_.noise, seed,
-                    static_cast<uint32_t>(Stream::Generate), static_cast<uint64_t>(c));
-    g.forward(false, 0);
-    const int64_t take = std::min(chunk, n - done);
-    be_->download(host_out + done * per, g.output(), take * per);
-    done += take;
-  }
+  const bool batch_stats = cfg_.bn_inference == BnInference::Batch && g_plan_.n_state > 0;
+  // Fixed chunks: sample i is the same whatever n is. In inference mode samples are independent
+  // of each other; with batch statistics each chunk is one training batch.
+  const int64_t chunk = batch_stats ? cfg_.batch : std::min<int64_t>(n, 256);
+  NetExec& g = batch_stats ? *g_ : eval_net(0, chunk);
+  const float* state = cfg_.bn_inference == BnInference::Precise && g_plan_.n_state > 0
+                           ? precise_bn_state().data()
+                           : nullptr;
+  with_g_state(state, [&] {
+    for (int64_t c = 0, done = 0; done < n; ++c) {
+      be_->fill_noise(g.input(), chunk * cfg_.z_dim, cfg_.noise, seed,
+                      static_cast<uint32_t>(Stream::Generate), static_cast<uint64_t>(c));
+      g.forward(batch_stats, Counter(kPreciseBnPasses - 1 - static_cast<uint64_t>(c)));
+      const int64_t take = std::min(chunk, n - done);
+      be_->download(host_out + done * per, g.output(), take * per);
+      done += take;
+    }
+  });
 }
 
 void GanTrainer::noise(int64_t step, float* host_out, int64_t index) {

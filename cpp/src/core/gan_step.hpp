@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -15,6 +16,12 @@
 #include "core/spec.hpp"
 
 namespace dcgan {
+
+// Which BatchNorm statistics G uses when it generates samples (inference). Precise: the pooled
+// mean and variance of each BN layer's input over fresh noise batches in training mode,
+// recomputed when the weights change; Running: the exponential running averages (PyTorch's
+// eval()); Batch: each batch's own statistics (PyTorch's train(), as its DCGAN example samples).
+enum class BnInference { Precise, Running, Batch };
 
 struct GanConfig {
   int64_t z_dim = 100;
@@ -29,6 +36,8 @@ struct GanConfig {
   AdamParams adam_g, adam_d;
   NoiseKind noise = NoiseKind::Normal;
   uint64_t seed = 0;
+  BnInference bn_inference = BnInference::Precise;
+  int64_t precise_bn_samples = 4096;  // noise samples the precise statistics pool
 };
 
 struct StepStats {
@@ -86,6 +95,20 @@ class GanTrainer {
   void run(int64_t steps, StepStats* out);
   // n samples from G in inference mode (BN running statistics, no dropout) into host memory.
   void generate(int64_t n, uint64_t seed, float* host_out);
+  // G's BatchNorm statistics for the current weights as generate() uses them in Precise mode,
+  // laid out as G's state array (per BN layer: mean, then variance). Computed over
+  // ceil(precise_bn_samples / batch) training-mode forwards of the training batch on noise
+  // batches precise_bn_noise(0), (1), ...; cached until the weights change. Running
+  // statistics are left as they were.
+  const std::vector<float>& precise_bn_state();
+  // Noise batch k (batch, z_dim) of the precise statistics, for tests.
+  void precise_bn_noise(int64_t k, float* host_out);
+  // Which statistics generate() uses; samples <= 0 keeps the current count.
+  void set_bn_inference(BnInference mode, int64_t samples);
+  // To be called after the parameters were written from outside a training step (a load):
+  // drops the cached precise statistics.
+  void weights_changed() { ++weights_version_; }
+
   // The latent batch (batch, z_dim) of the `index`-th G forward of training step `step`
   // (0: the first D step's; with n_critic = k, 1..k-1 the later D steps'; then one per extra
   // G step): for tests that replay a step in another framework.
@@ -121,6 +144,9 @@ class GanTrainer {
   void reduce_grads(ParamStore& p, bool two_slots);
   void collect(const float* dev_stats, int64_t steps, StepStats* out);
   NetExec& eval_net(int net, int64_t batch);
+  // Runs `body` with G's state array replaced by `state` (nullptr: G's own, restored after body
+  // even where a training-mode forward updates it).
+  void with_g_state(const float* state, const std::function<void()>& body);
 
   GanConfig cfg_;
   std::unique_ptr<Backend> be_;
@@ -140,6 +166,9 @@ class GanTrainer {
   int eager_steps_ = 0;  // eager run() steps since the recording was dropped
   std::unique_ptr<Recording> rec_;
   std::string rec_status_ = "eager";
+  uint64_t weights_version_ = 0;  // bumped by every step and every outside write
+  uint64_t precise_version_ = ~uint64_t(0);
+  std::vector<float> precise_;
 };
 
 }  // namespace dcgan

@@ -14,7 +14,8 @@
 namespace dcgan {
 
 // Independent streams: one per purpose, so adding draws to one never shifts another.
-enum class Stream : uint32_t { Init = 1, Noise = 2, Dropout = 3, Shuffle = 4, Generate = 5 };
+enum class Stream : uint32_t { Init = 1, Noise = 2, Dropout = 3, Shuffle = 4, Generate = 5,
+                              PreciseBn = 6, Augment = 7 };
 
 struct Philox {
   uint32_t key0, key1;

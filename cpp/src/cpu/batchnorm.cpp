@@ -1,6 +1,7 @@
 // BatchNorm on oneDNN: batch statistics in training, running statistics in inference.
 #include <cstring>
 
+#include "core/elementwise.hpp"
 #include "cpu/layer.hpp"
 
 namespace dcgan::cpu {
@@ -78,6 +79,14 @@ class BatchNormLayer : public Layer {
       rm[i] = (1.f - m) * rm[i] + m * mu[i];
       rv[i] = (1.f - m) * rv[i] + m * va[i] * unbias;
     }
+  }
+
+  void accumulate_stats(float* sums, float* mean_sq) override {
+    const float* mu = static_cast<const float*>(mean_.get_data_handle());
+    const float* va = static_cast<const float*>(var_.get_data_handle());
+    float* s = sums + L_.state_offset;
+    for (int64_t i = 0; i < C_; ++i)
+      bn_accumulate(s[i], s[C_ + i], mean_sq[L_.state_offset + i], mu[i], va[i]);
   }
 
   void backward(bool, int slot) override {

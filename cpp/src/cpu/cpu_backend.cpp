@@ -82,6 +82,9 @@ class GuardedNet : public NetExec {
   void backward(bool need_d_input, int slot) override {
     guarded([&] { net_->backward(need_d_input, slot); });
   }
+  void accumulate_bn_stats(float* sums, float* mean_sq) override {
+    net_->accumulate_bn_stats(sums, mean_sq);
+  }
 
  private:
   std::unique_ptr<NetExec> net_;
@@ -163,6 +166,11 @@ class CpuBackend : public Backend {
               float* mean_out) override {
     const LossOut r = cpu::g_loss(kind, logits, n, d_logits);
     *loss_out = static_cast<float>(r.loss), *mean_out = static_cast<float>(r.mean_out);
+  }
+  void softmax_xent(const float* logits, const float* labels, int64_t n, int64_t k,
+                    float* d_logits, float* loss_out, float* correct_out) override {
+    const LossOut r = cpu::softmax_xent(logits, labels, n, k, d_logits);
+    *loss_out = static_cast<float>(r.loss), *correct_out = static_cast<float>(r.mean_out);
   }
   int64_t count_non_finite(const float* p, int64_t n) override {
     int64_t bad = 0;

@@ -59,6 +59,8 @@ class Layer {
   virtual void forward(bool training, Counter ctr) = 0;
   virtual void backward(bool need_d_in, int slot) = 0;
   virtual bool has_params() const { return false; }
+  // BatchNorm: its batch statistics into the precise-statistics sums (NetExec).
+  virtual void accumulate_stats(float* /*sums*/, float* /*mean_sq*/) {}
   memory out, d_out;
 
  protected:

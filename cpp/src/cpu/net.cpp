@@ -68,6 +68,10 @@ class CpuNet : public NetExec {
     c_.strm.wait();
   }
 
+  void accumulate_bn_stats(float* sums, float* mean_sq) override {
+    for (auto& l : layers_) l->accumulate_stats(sums, mean_sq);
+  }
+
   void backward(bool need_d_input, int slot) override {
     if (d_out_reorder_) d_out_reorder_->run(c_.strm);
     for (size_t i = layers_.size(); i-- > 0;)

@@ -58,6 +58,19 @@ LossOut g_loss(LossKind kind, const float* logits, int64_t n, float* d_logits) {
   return {loss * inv_n, mean_out * inv_n};
 }
 
+LossOut softmax_xent(const float* logits, const float* labels, int64_t n, int64_t k,
+                     float* d_logits) {
+  double loss = 0, correct = 0;
+  const double inv_n = 1.0 / static_cast<double>(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const XentTerm t =
+        softmax_xent_row(logits + i * k, k, static_cast<int64_t>(labels[i]), d_logits + i * k, inv_n);
+    loss += t.loss;
+    correct += t.correct ? 1.0 : 0.0;
+  }
+  return {loss * inv_n, correct * inv_n};
+}
+
 void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t stream,
                 uint64_t counter) {
   const Philox rng(seed, static_cast<Stream>(stream), counter);

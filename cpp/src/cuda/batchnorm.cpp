@@ -30,6 +30,10 @@ class BatchNormLayer : public Layer {
       bn_forward_inference(c_.stream, in_, out, N_, C_, S_, L_.spec.eps, gamma, beta, run_mean,
                            run_var);
   }
+  void accumulate_stats(float* sums, float* mean_sq) override {
+    bn_accumulate_stats(c_.stream, mean(), var(), C_, sums + L_.state_offset,
+                        sums + L_.state_offset + C_, mean_sq + L_.state_offset);
+  }
   void backward(bool need_d_in, int slot) override {
     if (!need_d_in && slot < 0) return;
     const float* gamma = ps_.params() + L_.params[0].offset;

@@ -1,7 +1,7 @@
 // defines: bn_stats_kernel (one block per channel: batch mean, biased variance, 1/sqrt(var+eps),
 // running statistics), bn_forward_kernel, bn_infer_kernel (running statistics),
 // bn_backward_reduce_kernel (d gamma, d beta and the means the input gradient needs),
-// bn_backward_kernel. Layout (N, C, S) with S = H*W (1 for features); sums in double.
+// bn_backward_kernel, bn_accumulate_kernel (precise statistics). Layout (N, C, S) with S = H*W (1 for features); sums in double.
 #pragma once
 
 #include "core/elementwise.hpp"
@@ -86,6 +86,13 @@ __global__ void bn_backward_kernel(const float* x, const float* dy, float* dx, i
     const float xhat = (x[i] - mean[c]) * inv_std[c];
     dx[i] = bn_input_grad(dy[i], xhat, gamma[c], inv_std[c], mean_dy[c], mean_dy_xhat[c]);
   }
+}
+
+// One thread per channel: the batch's statistics into the precise-statistics sums.
+__global__ void bn_accumulate_kernel(const float* mean, const float* var, int64_t C,
+                                     float* sum_mean, float* sum_var, float* sum_mean_sq) {
+  const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (c < C) bn_accumulate(sum_mean[c], sum_var[c], sum_mean_sq[c], mean[c], var[c]);
 }
 
 }  // namespace dcgan::cuda

@@ -345,6 +345,10 @@ class CudaBackend : public Backend {
               float* mean_out) override {
     cuda::g_loss(c_.stream, kind, logits, n, d_logits, loss_out, mean_out);
   }
+  void softmax_xent(const float* logits, const float* labels, int64_t n, int64_t k,
+                    float* d_logits, float* loss_out, float* correct_out) override {
+    cuda::softmax_xent(c_.stream, logits, labels, n, k, d_logits, loss_out, correct_out);
+  }
   int64_t count_non_finite(const float* p, int64_t n) override {
     if (n <= 0) return 0;
     if (!count_.get()) count_ = DevMem(2);  // an unsigned long long counter

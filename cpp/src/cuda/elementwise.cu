@@ -116,6 +116,20 @@ void bn_backward(cudaStream_t s, const float* x, const float* dy, float* dx, int
   launched();
 }
 
+void bn_accumulate_stats(cudaStream_t s, const float* mean, const float* var, int64_t C,
+                         float* sum_mean, float* sum_var, float* sum_mean_sq) {
+  const unsigned blocks = static_cast<unsigned>((C + kBlock - 1) / kBlock);
+  bn_accumulate_kernel<<<blocks, kBlock, 0, s>>>(mean, var, C, sum_mean, sum_var, sum_mean_sq);
+  launched();
+}
+
+void softmax_xent(cudaStream_t s, const float* logits, const float* labels, int64_t n, int64_t k,
+                  float* d_logits, float* loss_out, float* correct_out) {
+  softmax_xent_kernel<<<1, kBlock, 0, s>>>(logits, labels, static_cast<int>(n), static_cast<int>(k),
+                                           d_logits, loss_out, correct_out);
+  launched();
+}
+
 void add_bias(cudaStream_t s, float* y, const float* b, int64_t N, int64_t C, int64_t S) {
   const int64_t n = N * C * S;
   add_bias_kernel<<<grid_for(n), kBlock, 0, s>>>(y, b, n, C, S);

@@ -63,6 +63,9 @@ class CudaNet : public NetExec {
   void forward(bool training, Counter ctr) override {
     for (auto& l : layers_) l->forward(training, ctr);
   }
+  void accumulate_bn_stats(float* sums, float* mean_sq) override {
+    for (auto& l : layers_) l->accumulate_stats(sums, mean_sq);
+  }
   void backward(bool need_d_input, int slot) override {
     for (size_t i = layers_.size(); i-- > 0;)
       layers_[i]->backward(need_d_input || below_has_params_[i], slot);

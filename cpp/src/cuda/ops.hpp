@@ -41,6 +41,13 @@ void bn_forward_training(cudaStream_t s, const float* x, float* y, int64_t N, in
 void bn_forward_inference(cudaStream_t s, const float* x, float* y, int64_t N, int64_t C, int64_t S,
                           float eps, const float* gamma, const float* beta,
                           const float* running_mean, const float* running_var);
+// Adds C channels' batch mean and variance into the precise-statistics sums (bn_accumulate).
+void bn_accumulate_stats(cudaStream_t s, const float* mean, const float* var, int64_t C,
+                         float* sum_mean, float* sum_var, float* sum_mean_sq);
+// Softmax cross-entropy over n rows of k logits (softmax_xent_row): gradient, mean loss and the
+// fraction classified correctly.
+void softmax_xent(cudaStream_t s, const float* logits, const float* labels, int64_t n, int64_t k,
+                  float* d_logits, float* loss_out, float* correct_out);
 // `scratch`: 2 C floats. d_gamma / d_beta may be null (no weight gradients wanted).
 void bn_backward(cudaStream_t s, const float* x, const float* dy, float* dx, int64_t N, int64_t C,
                  int64_t S, const float* gamma, const float* mean, const float* inv_std,
