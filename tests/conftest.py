@@ -67,3 +67,22 @@ class CoreOnDevice:
 
     def __getattr__(self, name):
         return getattr(self._core, name)
+
+
+def bars(n: int, seed: int = 0, classes=(0, 1, 2, 3)):
+    """A labelled toy dataset for classifier and evaluation tests: 28x28 uint8 images of four
+    classes (a horizontal or vertical bar, in the top or bottom half, at a random place) on
+    noise, and their labels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 50, size=(n, 28, 28)).astype(np.uint8)
+    y = rng.choice(np.asarray(classes), size=n)
+    for i in range(n):
+        r = rng.integers(2, 10) + (14 if y[i] >= 2 else 0)
+        c = rng.integers(4, 20)
+        if y[i] % 2 == 0:
+            x[i, r:r + 3, c:c + 8] = 255
+        else:
+            x[i, r - 2:r + 4, c:c + 2] = 255
+    return x, y

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "core/classifier.hpp"
 #include "core/gan_step.hpp"
 #include "core/init.hpp"
 #include "core/layer_kinds.hpp"
@@ -79,6 +80,13 @@ std::vector<LayerSpec> parse_layers(const py::list& l) {
   return out;
 }
 
+BnInference bn_inference_from_name(const std::string& s) {
+  if (s == "precise") return BnInference::Precise;
+  if (s == "running") return BnInference::Running;
+  if (s == "batch") return BnInference::Batch;
+  throw InvalidArgument("bn_inference must be 'precise', 'running' or 'batch', got '" + s + "'");
+}
+
 GanConfig parse_config(const py::dict& d) {
   GanConfig c;
   c.z_dim = get<int64_t>(d, "z_dim", 100);
@@ -99,6 +107,8 @@ GanConfig parse_config(const py::dict& d) {
               get<float>(d, "beta2_d", 0.999f), get<float>(d, "adam_eps", 1e-8f)};
   c.noise = noise_from_name(get<std::string>(d, "noise", "normal"));
   c.seed = get<uint64_t>(d, "seed", 0);
+  c.bn_inference = bn_inference_from_name(get<std::string>(d, "bn_inference", "precise"));
+  c.precise_bn_samples = get<int64_t>(d, "precise_bn_samples", 4096);
   return c;
 }
 
@@ -171,7 +181,10 @@ py::dict named_params(const NetPlan& plan, ParamStore& ps, Buf which) {
   return out;
 }
 
-py::dict named_state(const NetPlan& plan, ParamStore& ps) {
+// Named BatchNorm statistics ("3.running_mean", "3.running_var") of a state array, read through
+// `read(offset, dst, n)`.
+template <class Read>
+py::dict named_state_from(const NetPlan& plan, Read read) {
   py::dict out;
   for (size_t i = 0; i < plan.layers.size(); ++i) {
     const ResolvedLayer& L = plan.layers[i];
@@ -179,11 +192,17 @@ py::dict named_state(const NetPlan& plan, ParamStore& ps) {
     const int64_t c = L.in[0];
     for (int k = 0; k < 2; ++k) {
       FArray a = new_array({c});
-      ps.read(Buf::State, L.state_offset + k * c, a.mutable_data(), c);
+      read(L.state_offset + k * c, a.mutable_data(), c);
       out[py::str(std::to_string(i) + (k == 0 ? ".running_mean" : ".running_var"))] = a;
     }
   }
   return out;
+}
+
+py::dict named_state(const NetPlan& plan, ParamStore& ps) {
+  return named_state_from(plan, [&](int64_t off, float* dst, int64_t n) {
+    ps.read(Buf::State, off, dst, n);
+  });
 }
 
 void set_named(const NetPlan& plan, ParamStore& ps, const py::dict& values, bool strict) {
@@ -290,6 +309,28 @@ Shape stored_shape(const Shape& image, const std::string& layout) {
   return image;
 }
 
+// Images held as given: a C-contiguous uint8 or float32 array (or memory map) of (N, C, H, W)
+// ("nchw") or (N, H, W, C) ("nhwc") images of `image`'s shape, checked (float32: finite) but not
+// copied; the caller keeps the array alive.
+std::unique_ptr<BatchSource> memory_source(const py::array& x, const Shape& image,
+                                           const std::string& layout, const py::object& scale) {
+  const std::string dtype = x.dtype().is(py::dtype::of<uint8_t>()) ? "uint8"
+                            : x.dtype().is(py::dtype::of<float>())
+                                ? "float32"
+                                : std::string(py::str(x.dtype()));
+  const ImageFormat fmt = image_format(image, dtype, layout, scale);
+  check_shape(x, with_batch(-1, stored_shape(image, layout)), "data");
+  if (!(x.flags() & py::array::c_style))
+    throw InvalidArgument("data: expected a C-contiguous array");
+  if (x.shape(0) == 0) throw InvalidArgument("data: is empty");
+  if (fmt.dtype == DType::F32) {
+    const float* p = static_cast<const float*>(x.data());
+    py::gil_scoped_release nogil;
+    check_finite(p, x.size(), "data");
+  }
+  return BatchSource::from_memory(x.data(), x.shape(0), fmt);
+}
+
 py::dict train_state_dict(const TrainState& s) {
   py::dict d;
   d["step"] = s.step, d["adam_t_d"] = s.adam_t_d, d["adam_t_g"] = s.adam_t_g;
@@ -321,22 +362,7 @@ class PyTrainer {
   // values to the model's range, None when they are in it already.
   void set_data(const py::array& x, const std::string& layout, const py::object& scale) {
     TrainerLock guard(mu_);
-    const auto& c = t_.config();
-    const std::string dtype = x.dtype().is(py::dtype::of<uint8_t>()) ? "uint8"
-                              : x.dtype().is(py::dtype::of<float>())
-                                  ? "float32"
-                                  : std::string(py::str(x.dtype()));
-    const ImageFormat fmt = image_format(c.image, dtype, layout, scale);
-    check_shape(x, with_batch(-1, stored_shape(c.image, layout)), "data");
-    if (!(x.flags() & py::array::c_style))
-      throw InvalidArgument("data: expected a C-contiguous array");
-    if (x.shape(0) == 0) throw InvalidArgument("data: is empty");
-    if (fmt.dtype == DType::F32) {
-      const float* p = static_cast<const float*>(x.data());
-      py::gil_scoped_release nogil;
-      check_finite(p, x.size(), "data");
-    }
-    t_.set_data(BatchSource::from_memory(x.data(), x.shape(0), fmt));
+    t_.set_data(memory_source(x, t_.config().image, layout, scale));
     data_ = x;  // keeps the memory alive while the core holds the pointer
   }
 
@@ -421,6 +447,28 @@ class PyTrainer {
     TrainerLock guard(mu_);
     const int i = net_index(net);
     set_named(t_.plan(i), t_.params(i), values, strict);
+    t_.weights_changed();
+  }
+  void set_bn_inference(const std::string& mode, int64_t samples) {
+    TrainerLock guard(mu_);
+    t_.set_bn_inference(bn_inference_from_name(mode), samples);
+  }
+  py::dict precise_bn_state() {
+    TrainerLock guard(mu_);
+    const std::vector<float>* s = nullptr;
+    {
+      py::gil_scoped_release nogil;
+      s = &t_.precise_bn_state();
+    }
+    return named_state_from(t_.plan(0), [&](int64_t off, float* dst, int64_t n) {
+      std::copy(s->begin() + off, s->begin() + off + n, dst);
+    });
+  }
+  FArray precise_bn_noise(int64_t k) {
+    TrainerLock guard(mu_);
+    FArray out = new_array({t_.config().batch, t_.config().z_dim});
+    t_.precise_bn_noise(k, out.mutable_data());
+    return out;
   }
   py::dict get_adam(const std::string& net) {
     TrainerLock guard(mu_);
@@ -542,6 +590,105 @@ class PyNetwork {
   std::unique_ptr<NetExec> exec_;
 };
 
+// The engine's supervised classifier (core/classifier.hpp): the feature network of
+// dcgan.features.FeatureNet.
+class PyClassifier {
+ public:
+  explicit PyClassifier(const py::dict& d) : c_(parse(d), backend_from(d)) {}
+
+  void set_data(const py::array& x, const std::string& layout, const py::object& scale,
+                const py::array& labels) {
+    TrainerLock guard(mu_);
+    auto source = memory_source(x, c_.config().image, layout, scale);
+    check_shape(labels, {x.shape(0)}, "labels");
+    auto lab = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(labels);
+    if (!lab) throw py::type_error("labels must be integers");
+    std::vector<int32_t> v(lab.data(), lab.data() + lab.size());
+    c_.set_data(std::move(source), std::move(v));
+    data_ = x;
+  }
+  FArray run(int64_t steps) {
+    TrainerLock guard(mu_);
+    if (steps < 0) throw InvalidArgument("steps must be >= 0");
+    std::vector<float> loss(steps), acc(steps);
+    {
+      py::gil_scoped_release nogil;
+      c_.run(steps, loss.data(), acc.data());
+    }
+    FArray out = new_array({steps, 2});
+    auto r = out.mutable_unchecked<2>();
+    for (int64_t i = 0; i < steps; ++i) r(i, 0) = loss[i], r(i, 1) = acc[i];
+    return out;
+  }
+  FArray logits(const py::array& x) { return infer(x, false); }
+  FArray features(const py::array& x) { return infer(x, true); }
+  py::dict get_params() {
+    TrainerLock guard(mu_);
+    return named_params(c_.plan(), c_.params(), Buf::Params);
+  }
+  py::dict get_state() {
+    TrainerLock guard(mu_);
+    return named_state(c_.plan(), c_.params());
+  }
+  void set_params(const py::dict& values, bool strict) {
+    TrainerLock guard(mu_);
+    set_named(c_.plan(), c_.params(), values, strict);
+  }
+  void set_lr(float lr) {
+    TrainerLock guard(mu_);
+    c_.set_lr(lr);
+  }
+  void recompute_bn_stats(int64_t batches) {
+    TrainerLock guard(mu_);
+    py::gil_scoped_release nogil;
+    c_.recompute_bn_stats(batches);
+  }
+  int64_t step() { return c_.state().step; }
+  int64_t n_classes() { return c_.n_classes(); }
+  std::vector<int64_t> feature_shape() { return c_.feature_plan().out; }
+  int64_t steps_per_epoch() { return c_.steps_per_epoch(); }
+  py::list describe_net() { return describe(c_.plan()); }
+  std::string device() { return c_.backend().name(); }
+
+ private:
+  static ClassifierConfig parse(const py::dict& d) {
+    ClassifierConfig c;
+    c.image = get<std::vector<int64_t>>(d, "image", {});
+    if (!d.contains("layers")) throw InvalidArgument("classifier config needs a 'layers' list");
+    c.layers = parse_layers(d["layers"].cast<py::list>());
+    c.feature_layer = get<int64_t>(d, "feature_layer", -1);
+    c.batch = get<int64_t>(d, "batch_size", 128);
+    c.adam = {get<float>(d, "lr", 1e-3f), get<float>(d, "beta1", 0.9f),
+              get<float>(d, "beta2", 0.999f), get<float>(d, "adam_eps", 1e-8f)};
+    c.seed = get<uint64_t>(d, "seed", 0);
+    c.flip = get<bool>(d, "flip", false);
+    c.shift = get<int64_t>(d, "shift", 0);
+    return c;
+  }
+  FArray infer(const py::array& x, bool feats) {
+    TrainerLock guard(mu_);
+    check_array(x, with_batch(-1, c_.config().image), "images");
+    FArray a = x.cast<FArray>();
+    if (a.shape(0) == 0) throw InvalidArgument("images: is empty");
+    check_finite(a.data(), a.size(), "images");
+    const Shape per = feats ? c_.feature_plan().out : c_.plan().out;
+    FArray out = new_array(with_batch(a.shape(0), per));
+    float* p = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      if (feats)
+        c_.features(a.shape(0), a.data(), p);
+      else
+        c_.logits(a.shape(0), a.data(), p);
+    }
+    return out;
+  }
+
+  Classifier c_;
+  py::object data_;
+  std::mutex mu_;
+};
+
 py::list backends() {
   py::list out;
   for (const BackendInfo& b : list_backends()) {
@@ -636,8 +783,32 @@ PYBIND11_MODULE(_core, m) {
            "Replay run()'s step as a recording (a CUDA graph) where the backend can.")
       .def_property_readonly("recording_status", &PyTrainer::recording_status,
                              "'recorded', 'eager', or why the backend could not record.")
+      .def("set_bn_inference", &PyTrainer::set_bn_inference, py::arg("mode"),
+           py::arg("samples") = 0)
+      .def("precise_bn_state", &PyTrainer::precise_bn_state,
+           "G's precise BatchNorm statistics for the current weights (computed if stale).")
+      .def("precise_bn_noise", &PyTrainer::precise_bn_noise, py::arg("k"))
       .def_property_readonly("world_size", &PyTrainer::world_size)
       .def_property_readonly("rank", &PyTrainer::rank);
+
+  py::class_<PyClassifier>(m, "Classifier")
+      .def(py::init<const py::dict&>(), py::arg("config"))
+      .def("set_data", &PyClassifier::set_data, py::arg("data"), py::arg("layout"),
+           py::arg("scale"), py::arg("labels"))
+      .def("run", &PyClassifier::run, py::arg("steps"))
+      .def("logits", &PyClassifier::logits, py::arg("images"))
+      .def("features", &PyClassifier::features, py::arg("images"))
+      .def("get_params", &PyClassifier::get_params)
+      .def("get_state", &PyClassifier::get_state)
+      .def("set_params", &PyClassifier::set_params, py::arg("values"), py::arg("strict") = true)
+      .def("set_lr", &PyClassifier::set_lr, py::arg("lr"))
+      .def("recompute_bn_stats", &PyClassifier::recompute_bn_stats, py::arg("batches"))
+      .def("describe", &PyClassifier::describe_net)
+      .def_property_readonly("step", &PyClassifier::step)
+      .def_property_readonly("n_classes", &PyClassifier::n_classes)
+      .def_property_readonly("feature_shape", &PyClassifier::feature_shape)
+      .def_property_readonly("steps_per_epoch", &PyClassifier::steps_per_epoch)
+      .def_property_readonly("device", &PyClassifier::device);
 
   py::class_<PyNetwork>(m, "Network")
       .def(py::init<const py::list&, const std::vector<int64_t>&, int64_t, uint64_t, int,
