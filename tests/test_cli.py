@@ -421,6 +421,10 @@ def test_sample_reproduces_training_grid(cli, tmp_path, capsys):
     import dcgan
 
     assert np.array_equal(arr, dcgan.Generator.load(out / "checkpoint.npz").generate(5, seed=0x5EED + 0))
+    assert cli(["sample", "--checkpoint", str(out / "checkpoint.npz"), "-n", "5", "--bn-inference", "running",
+                "--out", str(tmp_path / "r.npy")]) == 0
+    ref = dcgan.Generator.load(out / "checkpoint.npz").generate(5, seed=0x5EED, bn_inference="running")
+    assert np.array_equal(np.load(tmp_path / "r.npy"), ref)
 
 
 def test_sample_errors(cli, tmp_path, capsys):

@@ -7,6 +7,8 @@ arithmetic is tested on the host in test_elementwise.py; every layer-gradient an
 PyTorch-reference test runs on every usable backend through conftest's `device` fixture.
 
 What needs a GPU (skipped with the reason otherwise), CUDA against the CPU backend:
+- precise BatchNorm statistics (rtol 1e-3) and samples in every bn_inference mode; the
+  classifier of dcgan.FeatureNet over 5 training steps (losses rtol 1e-4) and its logits and features;
 - one step of every preset at narrow width, same weights, batch and noise: losses and D outputs
   rtol 1e-4; every gradient |cuda - cpu| <= 1e-4 max|cpu| + 1e-3 |cpu| per tensor (cuDNN and
   oneDNN sum in different orders); updated parameters atol 1e-5 / rtol 1e-3, and the Adam step
@@ -233,3 +235,38 @@ def test_tf32_is_close_to_fp32():
     b = _core.Trainer({**cfg.core_config(), "device": "cuda", "tf32": True}).step(x)
     for k in ("d_loss", "g_loss"):
         np.testing.assert_allclose(b[k], a[k], rtol=1e-2)
+
+
+@needs_gpu
+def test_precise_bn_statistics_and_every_sampling_mode_match_the_cpu():
+    cfg = narrow("dcgan64")
+    cpu, gpu = pair(cfg)
+    x = real_batch(cfg)
+    for _ in range(2):
+        cpu.step(x), gpu.step(x)
+    a, b = cpu.precise_bn_state(), gpu.precise_bn_state()
+    assert a.keys() == b.keys() and len(a) > 0
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    for mode in ("running", "batch", "precise"):
+        cpu.set_bn_inference(mode), gpu.set_bn_inference(mode)
+        np.testing.assert_allclose(gpu.generate(10, 7), cpu.generate(10, 7), rtol=1e-3, atol=1e-4, err_msg=mode)
+
+
+@needs_gpu
+def test_classifier_training_matches_the_cpu():
+    from dcgan.features import default_layers
+
+    layers, f = default_layers((1, 28, 28), 10, width=8)
+    cfg = dict(image=[1, 28, 28], layers=layers, feature_layer=f, batch_size=32, lr=1e-3, seed=5)
+    cpu, gpu = _core.Classifier({**cfg, "device": "cpu"}), _core.Classifier({**cfg, "device": "cuda"})
+    x = images(256)
+    y = np.random.default_rng(1).integers(0, 10, 256)
+    for c in (cpu, gpu):
+        c.set_data(x, "nchw", (0.0, float(np.float32(2 / 255)), -1.0), y)
+    ra, rb = cpu.run(5), gpu.run(5)
+    np.testing.assert_allclose(rb[:, 0], ra[:, 0], rtol=1e-4)
+    np.testing.assert_allclose(rb[:, 1], ra[:, 1], atol=1 / 32 + 1e-6)  # a near-tie may flip one
+    xf = x[:40].astype(np.float32) * np.float32(2 / 255) - 1
+    np.testing.assert_allclose(gpu.logits(xf), cpu.logits(xf), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(gpu.features(xf), cpu.features(xf), rtol=1e-3, atol=1e-4)

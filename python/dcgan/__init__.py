@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 from .config import Config
 from .trainer import Generator, Trainer, prepare_images, _core
 from . import callbacks
-from .callbacks import Callback, EarlyStop, HistoryLogger, ModelCheckpoint, SampleGrid
+from .callbacks import Callback, EarlyStop, Evaluate, HistoryLogger, ModelCheckpoint, SampleGrid
 
 __version__ = "0.1.0"
 
@@ -35,11 +35,14 @@ def cuda_available() -> bool:
 onednn_version = next(b["library"].split()[-1] for b in backends() if b["name"] == "cpu")
 
 __all__ = ["backends", "cuda_available", "Config", "Trainer", "Generator", "Callback", "SampleGrid", "ModelCheckpoint", "HistoryLogger",
-           "EarlyStop", "prepare_images", "callbacks", "datasets", "plot", "__version__"]
+           "EarlyStop", "Evaluate", "FeatureNet", "prepare_images", "callbacks", "datasets", "plot", "metrics",
+           "features", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     # datasets and plot load lazily: plot pulls in matplotlib.
-    if name in ("datasets", "plot"):
+    if name in ("datasets", "plot", "metrics", "features"):
         return importlib.import_module(f".{name}", __name__)
+    if name == "FeatureNet":
+        return importlib.import_module(".features", __name__).FeatureNet
     raise AttributeError(f"module 'dcgan' has no attribute {name!r}")

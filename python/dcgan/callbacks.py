@@ -31,15 +31,19 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
+import numpy as np
+
 if TYPE_CHECKING:  # only for annotations: trainer.py imports this module
     from .trainer import Trainer
 
-__all__ = ["Callback", "SampleGrid", "ModelCheckpoint", "HistoryLogger", "EarlyStop", "SAMPLE_SEED_OFFSET"]
+__all__ = ["Callback", "SampleGrid", "ModelCheckpoint", "HistoryLogger", "EarlyStop", "Evaluate", "SAMPLE_SEED_OFFSET"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Default seed of the fixed sample noise: ``cfg.seed + SAMPLE_SEED_OFFSET`` (as the command line).
 SAMPLE_SEED_OFFSET = 0x5EED
+#: Default seed of Evaluate's samples: ``cfg.seed + EVAL_SEED_OFFSET``.
+EVAL_SEED_OFFSET = 0xE7A1
 
 
 class Callback:
@@ -339,3 +343,171 @@ class EarlyStop(Callback):
         self.stopped_at = int(step)
         self.reason = reason
         trainer.stop_training = True
+
+
+class Evaluate(_Periodic):
+    """Measures sample quality during training: FID, KID, precision/recall/density/coverage
+    against real images, and the class histogram of samples (mode collapse).
+
+    Parameters
+    ----------
+    reference:
+        The real images' statistics: a dataset name (``"mnist"``, ``"fashion-mnist"``,
+        ``"cifar10"``; its feature network is trained on first use and cached, see
+        :meth:`dcgan.FeatureNet.train`), a :class:`dcgan.features.ReferenceStats`, or an array of
+        real images.
+    feature_net:
+        A :class:`dcgan.FeatureNet`, or any callable mapping images (N, C, H, W) in the
+        generator's range to features (N, D), e.g. a user's own Inception network. Default: the
+        dataset's FeatureNet (``reference`` must then be a dataset name). Only a FeatureNet (or
+        an object with ``predict_proba``) gives the class histogram.
+    n_samples:
+        Samples generated per evaluation (from fixed noise: ``seed``, default
+        ``cfg.seed + EVAL_SEED_OFFSET``), 2000 by default.
+    every_steps, every_epoch:
+        When to evaluate (default: every epoch).
+    best_path:
+        If given, the full training state is saved there (``trainer.save``) whenever FID is the
+        lowest so far: the checkpoint users want at the end of a run.
+    collapse_threshold:
+        A class whose share of the samples falls below this fraction is reported missing
+        (default a quarter of uniform, 0.25 / n_classes); a warning names the missing classes.
+    kid_subsets, kid_subset_size, k:
+        KID's subsets and their size; the k of the k-nearest-neighbour radii of PRDC.
+    root:
+        Where the dataset named by ``reference`` is (default: found as
+        :func:`dcgan.datasets.load` finds it).
+
+    Each evaluation appends to ``trainer.eval_history`` (``step``, ``epoch``, ``fid``, ``kid``,
+    ``kid_std``, ``precision``, ``recall``, ``density``, ``coverage``, and with a classifier
+    ``kl_to_uniform``, ``missing_classes`` and ``class_fractions``), which checkpoints keep and
+    :func:`dcgan.plot.plot_metrics` draws; ``results`` holds the same rows.
+    """
+
+    def __init__(self, reference: Any = "mnist", feature_net: Any = None, n_samples: int = 2000,
+                 every_steps: Optional[int] = None, every_epoch: Optional[bool] = None,
+                 best_path: Optional[PathLike] = None, collapse_threshold: Optional[float] = None,
+                 seed: Optional[int] = None, kid_subsets: int = 50, kid_subset_size: int = 1000, k: int = 5,
+                 root: Optional[PathLike] = None, verbose: bool = True):
+        super().__init__(every_steps, every_epoch)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < max(k + 1, 2):
+            raise ValueError(f"n_samples must be an integer > k ({k}), got {n_samples!r}")
+        if feature_net is None and not isinstance(reference, str):
+            raise ValueError("give feature_net when reference is not a dataset name")
+        if feature_net is not None and not callable(feature_net):
+            raise TypeError(f"feature_net must be a FeatureNet or a callable images -> features, "
+                            f"got {type(feature_net).__name__}")
+        if collapse_threshold is not None and not 0 < collapse_threshold < 1:
+            raise ValueError(f"collapse_threshold must be in (0, 1), got {collapse_threshold!r}")
+        self.reference, self.feature_net, self.n_samples = reference, feature_net, n_samples
+        self.best_path = Path(best_path) if best_path is not None else None
+        self.collapse_threshold, self.seed, self.verbose = collapse_threshold, seed, verbose
+        self.kid_subsets, self.kid_subset_size, self.k = kid_subsets, kid_subset_size, k
+        self.root = root
+        self.best_fid = math.inf
+        self.results: List[Dict[str, Any]] = []
+        self._ref: Any = None
+
+    def _setup(self) -> None:
+        from .features import FeatureNet, ReferenceStats
+        from . import metrics
+
+        if self.feature_net is None:
+            self.feature_net = FeatureNet.train(self.reference, root=self.root, verbose=self.verbose)
+        if isinstance(self.reference, ReferenceStats):
+            self._ref = self.reference
+        elif isinstance(self.reference, str):
+            self._ref = self.feature_net.reference_stats(self.reference, root=self.root)
+        else:
+            feats = self._features(self.reference, None)
+            mean, cov = metrics.feature_stats(feats)
+            hist = None
+            if hasattr(self.feature_net, "predict_proba"):
+                hist = metrics.class_histogram(self.feature_net.predict_proba(self.reference))
+            self._ref = ReferenceStats(mean, cov, feats[:5000], hist if hist is not None else np.zeros(0),
+                                       len(feats), "array")
+
+    def _fit_to_net(self, images: np.ndarray, value_range: Tuple[float, float]) -> Tuple[Any, Any]:
+        """Samples as a FeatureNet of another image size takes them: resized as uint8 images
+        (e.g. a 64x64 generator trained on MNIST, measured by the 28x28 MNIST network)."""
+        from .features import FeatureNet
+
+        net = self.feature_net
+        if not isinstance(net, FeatureNet) or tuple(images.shape[1:]) == tuple(net.image_shape):
+            return images, value_range
+        if images.shape[1] != net.image_shape[0]:
+            raise ValueError(f"the samples have {images.shape[1]} channels, the feature network takes "
+                             f"{net.image_shape[0]}; give a feature_net for {images.shape[1]}-channel images")
+        from .datasets import resize_images
+
+        lo, hi = value_range
+        u8 = np.clip(np.rint((images - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+        u8 = u8[:, 0] if u8.shape[1] == 1 else u8.transpose(0, 2, 3, 1)
+        return resize_images(u8, tuple(net.image_shape[1:])), None
+
+    def _features(self, images: Any, value_range: Optional[Tuple[float, float]]) -> np.ndarray:
+        from .features import FeatureNet
+
+        if isinstance(self.feature_net, FeatureNet):
+            return self.feature_net.features(images, input_range=value_range)
+        f = np.asarray(self.feature_net(images), dtype=np.float64)
+        return f.reshape(f.shape[0], -1)
+
+    def _act(self, trainer: Any, kind: str, number: int) -> None:
+        self.evaluate(trainer)
+
+    def evaluate(self, trainer: Any) -> Dict[str, Any]:
+        """Evaluate now; returns the row appended to ``trainer.eval_history``."""
+        import warnings
+
+        from . import metrics
+
+        if self._ref is None:
+            self._setup()
+        cfg = getattr(trainer, "cfg", None)
+        if self.seed is None:
+            self.seed = int(getattr(cfg, "seed", 0) or 0) + EVAL_SEED_OFFSET
+        value_range = tuple(getattr(cfg, "data_range", (-1.0, 1.0)))
+        samples, value_range = self._fit_to_net(trainer.generate(self.n_samples, seed=self.seed), value_range)
+        feats = self._features(samples, value_range)
+        ref = self._ref
+        mean, cov = metrics.feature_stats(feats)
+        row: Dict[str, Any] = {"step": _step_count(trainer, 0), "epoch": int(getattr(trainer, "epoch", 0) or 0)}
+        row["fid"] = metrics.fid_from_stats(mean, cov, ref.mean, ref.cov)
+        m = min(self.kid_subset_size, len(feats), len(ref.features))
+        row["kid"], row["kid_std"] = metrics.kid(feats, ref.features, subsets=self.kid_subsets, subset_size=m)
+        n_prdc = min(len(feats), len(ref.features))
+        row.update(metrics.prdc(ref.features[:n_prdc], feats[:n_prdc], k=self.k))
+        if hasattr(self.feature_net, "predict_proba"):
+            from .features import FeatureNet
+
+            probs = self.feature_net.predict_proba(samples, input_range=value_range) \
+                if isinstance(self.feature_net, FeatureNet) else self.feature_net.predict_proba(samples)
+            hist = metrics.class_histogram(probs, probs.shape[1])
+            rep = metrics.mode_report(hist, self.collapse_threshold)
+            row["kl_to_uniform"] = rep["kl_to_uniform"]
+            row["missing_classes"] = list(rep["missing"])
+            row["class_fractions"] = [float(v) for v in rep["fractions"]]
+            if rep["missing"]:
+                warnings.warn(f"possible mode collapse at step {row['step']}: the samples hold almost no "
+                              f"class {', '.join(str(c) for c in rep['missing'])} (shares "
+                              f"{', '.join(f'{hist[c]:.3f}' for c in rep['missing'])}; uniform is "
+                              f"{1 / len(hist):.3f})", RuntimeWarning, stacklevel=2)
+        row = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in row.items()}
+        hist_store = getattr(trainer, "eval_history", None)
+        if isinstance(hist_store, dict):
+            for key, v in row.items():
+                hist_store.setdefault(key, []).append(v)
+        self.results.append(row)
+        if self.best_path is not None and row["fid"] < self.best_fid:
+            self.best_fid = row["fid"]
+            trainer.save(self.best_path)
+        if self.verbose:
+            import sys
+
+            print(f"eval at step {row['step']}: FID {row['fid']:.2f}  KID {row['kid']:.4f}  "
+                  f"coverage {row['coverage']:.3f}" + (f"  KL(classes||uniform) {row['kl_to_uniform']:.3f}"
+                                                      if "kl_to_uniform" in row else ""),
+                  file=sys.stderr, flush=True)
+        return row
+

@@ -155,6 +155,16 @@ def _check_meta(path: Path, meta: Dict[str, Any]) -> None:
         lengths.add(len(v))
     if len(lengths) > 1:
         raise ValueError(f"{path}: meta.json 'history' series differ in length ({sorted(lengths)})")
+    ev = meta.get("eval_history", {})
+    if not isinstance(ev, dict):
+        raise ValueError(f"{path}: meta.json 'eval_history' must be an object, got {type(ev).__name__}")
+    ev_lengths = set()
+    for k, v in ev.items():
+        if not isinstance(k, str) or not isinstance(v, list):
+            raise ValueError(f"{path}: meta.json 'eval_history.{k}' must be a list")
+        ev_lengths.add(len(v))
+    if len(ev_lengths) > 1:
+        raise ValueError(f"{path}: meta.json 'eval_history' series differ in length ({sorted(ev_lengths)})")
     if hist and meta["kind"] == "full" and lengths and lengths.pop() != ts.get("step", 0):
         raise ValueError(f"{path}: meta.json 'history' has {len(next(iter(hist.values())))} steps but "
                          f"'train_state.step' is {ts.get('step', 0)}")

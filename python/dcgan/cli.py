@@ -129,6 +129,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="keep the newest K of those (default: 3)")
     p.add_argument("--sample-every", type=_positive_int, default=None, metavar="N",
                    help="also save OUT/samples_step_NNNNNN.png every N steps")
+    p.add_argument("--eval-every", type=_positive_int, default=None, metavar="N",
+                   help="every N steps measure FID, KID, coverage and the class balance of 2000 samples "
+                        "against the dataset (its feature network is trained once and cached), write "
+                        "OUT/metrics.csv and OUT/metrics.png, and keep OUT/best.npz, the checkpoint with "
+                        "the lowest FID; needs a labelled dataset (mnist, fashion-mnist, cifar10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -190,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=_positive_int, default=None, help="images per row of the grid")
     s.add_argument("--device", default=None, metavar="NAME",
                    help="backend that runs the generator (default: the one that saved the checkpoint)")
+    s.add_argument("--bn-inference", choices=("precise", "running", "batch"), default=None,
+                   help="BatchNorm statistics to sample with: precise ones recomputed for the weights "
+                        "(default), the running averages, or each batch's own")
     s.set_defaults(func=_cmd_sample, parser=s)
     return parser
 
@@ -405,10 +413,20 @@ def _load_data(cfg: Any, dataset: Optional[str], data: Optional[str], args: argp
     return x, name
 
 
-def _callbacks(args: argparse.Namespace, out: Path, sample_seed: int) -> List[Any]:
-    from .callbacks import HistoryLogger, ModelCheckpoint, SampleGrid
+def _callbacks(args: argparse.Namespace, out: Path, sample_seed: int, dataset: Optional[str] = None,
+               parser: Optional[argparse.ArgumentParser] = None, data: Optional[str] = None) -> List[Any]:
+    from .callbacks import Evaluate, HistoryLogger, ModelCheckpoint, SampleGrid
 
     cbs: List[Any] = [HistoryLogger(csv_path=out / "losses.csv")]
+    if getattr(args, "eval_every", None):
+        if dataset not in ("mnist", "fashion-mnist", "cifar10"):
+            msg = (f"--eval-every needs a labelled dataset to train its feature network on (mnist, fashion-mnist, "
+                   f"cifar10); {dataset or 'this data'} has no labels")
+            if parser is not None:
+                parser.error(msg)
+            raise ValueError(msg)
+        cbs.append(_MetricsWriter(Evaluate(dataset, every_steps=args.eval_every, every_epoch=False,
+                                           best_path=out / "best.npz", root=data), out))
     if args.sample_every:
         cbs.append(SampleGrid(out, every_steps=args.sample_every, every_epoch=False, n=NUM_SAMPLES,
                               seed=sample_seed, nrow=8))
@@ -457,6 +475,45 @@ def _fit(trainer: Any, x: Any, fit_len: Dict[str, Any], target: Optional[int], a
         hint += ["--out", str(out)]
         print(f"interrupted at step {done}; continue with: {' '.join(hint)}", file=sys.stderr)
     return status
+
+
+class _MetricsWriter:
+    """Runs an Evaluate callback and rewrites OUT/metrics.csv and OUT/metrics.png after each
+    evaluation."""
+
+    def __init__(self, evaluate: Any, out: Path) -> None:
+        self.evaluate, self.out, self._seen = evaluate, out, 0
+
+    def on_step(self, trainer: Any, step: int, stats: Dict[str, float]) -> None:
+        self.evaluate.on_step(trainer, step, stats)
+        if len(self.evaluate.results) != self._seen:
+            self._seen = len(self.evaluate.results)
+            _write_metrics(trainer, self.out)
+
+    def on_epoch_end(self, trainer: Any, epoch: int) -> None:
+        self.evaluate.on_epoch_end(trainer, epoch)
+
+
+def _write_metrics(trainer: Any, out: Path) -> None:
+    import csv
+    import io
+
+    from ._io import atomic_write
+    from .plot import plot_metrics
+
+    h = getattr(trainer, "eval_history", None) or {}
+    cols = [k for k in ("step", "epoch", "fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
+                        "kl_to_uniform") if k in h]
+    if not cols:
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols + (["missing_classes"] if "missing_classes" in h else []))
+    for i in range(len(h[cols[0]])):
+        extra = [" ".join(str(c) for c in h["missing_classes"][i])] if "missing_classes" in h else []
+        w.writerow([h[k][i] for k in cols] + extra)
+    atomic_write(out / "metrics.csv", lambda f: f.write(buf.getvalue().encode()))
+    plot_metrics(h, path=out / "metrics.png")
 
 
 def _write_results(trainer: Any, out: Path, checkpoint: bool = True) -> None:
@@ -545,7 +602,7 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         + f" -> {out}",
         flush=True,
     )
-    cbs = _callbacks(args, out, seed + SAMPLE_SEED_OFFSET)
+    cbs = _callbacks(args, out, seed + SAMPLE_SEED_OFFSET, dataset, parser, data)
     return _fit(trainer, x, fit_len, total, args, out, reporter, cbs, data)
 
 
@@ -608,7 +665,7 @@ def _cmd_resume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
                               first_step=len(trainer.history.get("d_loss", ())))
     print(f"resuming {ckpt} at step {start} (epoch {start // spe}) on {x.shape[0]} {dataset} images: "
           f"{target - start} more steps, to step {target} -> {out}", flush=True)
-    cbs = _callbacks(args, out, seed + SAMPLE_SEED_OFFSET)
+    cbs = _callbacks(args, out, seed + SAMPLE_SEED_OFFSET, dataset, parser, data)
     return _fit(trainer, x, {"steps": target - start}, target, args, out, reporter, cbs, data)
 
 
@@ -633,7 +690,7 @@ def _cmd_sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     except (ValueError, TypeError, KeyError) as e:
         parser.error(f"argument --checkpoint: {e}")
     seed = args.seed if args.seed is not None else int(getattr(g.cfg, "seed", 0) or 0) + SAMPLE_SEED_OFFSET
-    imgs = g.generate(args.num, seed=seed)
+    imgs = g.generate(args.num, seed=seed, bn_inference=args.bn_inference)
     if suffix == ".npy":
         import numpy as np
 

@@ -33,7 +33,7 @@ from ._io import atomic_write
 from .history import (HISTORY_COLUMNS, _history_dict, _num_steps, _steps, load_history_csv,  # noqa: F401
                       load_history_json, save_history_csv, save_history_json)
 
-__all__ = ["sample_grid", "save_image", "plot_losses", "make_gif", "save_history_csv", "load_history_csv",
+__all__ = ["sample_grid", "save_image", "plot_losses", "plot_metrics", "make_gif", "save_history_csv", "load_history_csv",
            "save_history_json", "load_history_json"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -397,6 +397,68 @@ def plot_losses(
         if allv.size and allv.min() >= 0.0 and allv.max() <= 1.0:
             ax_d.set_ylim(-0.02, 1.02)
             ax_d.axhline(0.5, color="0.5", lw=0.8, ls="--", alpha=0.6)
+    if title:
+        fig.suptitle(title)
+    if path is not None:
+        _save_figure(fig, path, dpi=dpi)
+    return fig
+
+
+def plot_metrics(
+    eval_history: Any,
+    path: Optional[PathLike] = None,
+    title: Optional[str] = None,
+    figsize: Tuple[float, float] = (11.0, 4.0),
+    dpi: int = 100,
+):
+    """Plot sample-quality evaluations (``trainer.eval_history``, or the trainer itself) against
+    the training step: FID and KID (x1000) in one panel, precision/recall/density/coverage and
+    the classes' KL divergence from uniform in the other. Missing metrics are left out; the
+    best FID is marked. Returns the figure (as :func:`plot_losses`), saved to ``path`` if given.
+    """
+    h = getattr(eval_history, "eval_history", eval_history)
+    if not isinstance(h, Mapping):
+        raise TypeError(f"eval_history must be a dict of lists (trainer.eval_history), got {type(h).__name__}")
+    steps = np.asarray(h.get("step") or [], dtype=np.float64)
+    fig = _new_figure(figsize)
+    ax_fid, ax_cov = fig.subplots(1, 2)
+
+    def series(key: str, scale: float = 1.0) -> Optional[np.ndarray]:
+        v = h.get(key)
+        if v is None or len(v) == 0 or len(v) != len(steps):
+            return None
+        return np.asarray(v, dtype=np.float64) * scale
+
+    drawn = [False, False]
+    fid = series("fid")
+    if fid is not None:
+        ax_fid.plot(steps, fid, "o-", color="C0", lw=1.5, ms=3, label="FID")
+        best = int(np.nanargmin(fid))
+        ax_fid.plot(steps[best], fid[best], "*", color="C3", ms=12, label=f"best FID {fid[best]:.2f}")
+        drawn[0] = True
+    kid = series("kid", 1000.0)
+    if kid is not None:
+        ax = ax_fid.twinx() if fid is not None else ax_fid
+        ax.plot(steps, kid, "s--", color="C1", lw=1.0, ms=3, label="KID x 1000")
+        ax.set_ylabel("KID x 1000")
+        if ax is not ax_fid:
+            ax.legend(loc="upper center", fontsize="small")
+        drawn[0] = True
+    for key, color in (("precision", "C2"), ("recall", "C4"), ("density", "C5"), ("coverage", "C6"),
+                       ("kl_to_uniform", "C7")):
+        y = series(key)
+        if y is not None:
+            ax_cov.plot(steps, y, "o-", color=color, lw=1.2, ms=3, label=key.replace("_", " "))
+            drawn[1] = True
+    ax_fid.set_title("FID and KID (lower is better)")
+    ax_cov.set_title("fidelity, diversity and class balance")
+    for ax, d in ((ax_fid, drawn[0]), (ax_cov, drawn[1])):
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+        if d:
+            ax.legend(loc="best", fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.5")
     if title:
         fig.suptitle(title)
     if path is not None:
