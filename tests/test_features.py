@@ -216,6 +216,18 @@ def test_mnist_featurenet_reaches_99_percent(tmp_path, monkeypatch):
     assert again.test_accuracy == net.test_accuracy
     xt, yt = dcgan.datasets.load("mnist", root=DATA / "mnist", split="test")
     assert again.accuracy(xt, yt) == pytest.approx(net.test_accuracy)
+    # Reference statistics: cached beside the network, and a real test set is close to them.
+    ref = again.reference_stats("mnist", root=DATA / "mnist", max_images=20000)
+    assert list((tmp_path / "featurenets").glob("mnist-*.ref-mnist-train-20000.npz"))
+    back = again.reference_stats("mnist", root=DATA / "mnist", max_images=20000)
+    np.testing.assert_array_equal(back.cov, ref.cov)
+    assert ref.n == 20000 and abs(ref.histogram - 0.1).max() < 0.02
+    from dcgan import metrics
+
+    fid_test = metrics.fid_from_stats(*metrics.feature_stats(again.features(xt)), ref.mean, ref.cov)
+    noise = np.random.default_rng(0).integers(0, 256, (2000, 28, 28), dtype=np.uint8)
+    fid_noise = metrics.fid_from_stats(*metrics.feature_stats(again.features(noise)), ref.mean, ref.cov)
+    assert fid_test < 0.05 * fid_noise, (fid_test, fid_noise)
 
 
 @pytest.mark.slow
@@ -231,3 +243,12 @@ def test_cifar10_subset_featurenet():
     # 3805 training images (the full set has 50000): a stated lower bar than the full set's 80%
     # (measured here: 0.66 after 15 epochs; the full set cannot be had on these machines).
     assert net.accuracy(xt, yt) >= 0.50
+
+
+@pytest.mark.slow
+def test_fashion_mnist_featurenet(tmp_path, monkeypatch):
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir() and not (DATA / "fashion-mnist").is_dir():
+        pytest.skip("Fashion-MNIST is not installed (Debian: apt-get install dataset-fashion-mnist)")
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path))
+    net = FeatureNet.train("fashion-mnist", epochs=3, threads=2, verbose=False)
+    assert net.test_accuracy >= 0.88, net.test_accuracy

@@ -248,9 +248,9 @@ def case(request):
 def test_case_config_is_the_configs(case):
     name, fx = case
     cfg = case_config(fx)
-    # The fixture describes the model and the step, not where or how they run: no device or
-    # device option on either side.
-    where = ("device", "tf32")
+    # The fixture describes the model and the step, not where or how they run (no device or
+    # device option on either side) nor how samples are drawn afterwards (bn_inference).
+    where = ("device", "tf32", "bn_inference", "precise_bn_samples")
     got = {k: v for k, v in dict(cfg.core_config(), threads=0).items() if k not in where}
     want = {k: v for k, v in fx["config"].items() if k not in where}
     assert got == want, name

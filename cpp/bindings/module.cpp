@@ -108,7 +108,7 @@ GanConfig parse_config(const py::dict& d) {
   c.noise = noise_from_name(get<std::string>(d, "noise", "normal"));
   c.seed = get<uint64_t>(d, "seed", 0);
   c.bn_inference = bn_inference_from_name(get<std::string>(d, "bn_inference", "precise"));
-  c.precise_bn_samples = get<int64_t>(d, "precise_bn_samples", 4096);
+  c.precise_bn_samples = get<int64_t>(d, "precise_bn_samples", 256);
   return c;
 }
 

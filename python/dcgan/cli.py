@@ -483,6 +483,7 @@ class _MetricsWriter:
 
     def __init__(self, evaluate: Any, out: Path) -> None:
         self.evaluate, self.out, self._seen = evaluate, out, 0
+        self.every_steps = evaluate.every_steps  # the trainer ends its chunks on these steps
 
     def on_step(self, trainer: Any, step: int, stats: Dict[str, float]) -> None:
         self.evaluate.on_step(trainer, step, stats)

@@ -77,7 +77,7 @@ class Config:
     bn_eps: float = 1e-3
     # Which BatchNorm statistics generate() uses: "precise", "running" or "batch".
     bn_inference: str = "precise"
-    precise_bn_samples: int = 4096
+    precise_bn_samples: int = 256
     seed: int = 0
     threads: int = 0
     # The backend that runs the step: "cpu", or another name from dcgan.backends().

@@ -37,7 +37,7 @@ struct GanConfig {
   NoiseKind noise = NoiseKind::Normal;
   uint64_t seed = 0;
   BnInference bn_inference = BnInference::Precise;
-  int64_t precise_bn_samples = 4096;  // noise samples the precise statistics pool
+  int64_t precise_bn_samples = 256;  // noise samples the precise statistics pool
 };
 
 struct StepStats {
