@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional
 from scikit_build_core import build as _skb
 from scikit_build_core.build import *  # noqa: F401,F403 (every hook scikit-build-core has)
 
-CUDA_BUILD_REQUIRES = ["nvidia-cudnn-cu13>=9.1", "nvidia-cublas>=13", "nvidia-cuda-runtime>=13"]
+CUDA_BUILD_REQUIRES = ["nvidia-cudnn-cu13>=9.1", "nvidia-cublas>=13", "nvidia-cuda-runtime>=13",
+                       "nvidia-nccl-cu13>=2.19"]
 _TRUE = {"1", "on", "true", "yes"}
 
 

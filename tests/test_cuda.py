@@ -270,3 +270,24 @@ def test_classifier_training_matches_the_cpu():
     xf = x[:40].astype(np.float32) * np.float32(2 / 255) - 1
     np.testing.assert_allclose(gpu.logits(xf), cpu.logits(xf), rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(gpu.features(xf), cpu.features(xf), rtol=1e-3, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- NCCL (issue 11)
+def test_cuda_builds_carry_nccl_and_check_its_unique_id():
+    if CUDA is None:
+        assert _core.has_nccl is False
+        pytest.skip("this build has no CUDA backend")
+    assert _core.has_nccl, "a CUDA build finds NCCL (the nvidia-nccl-cu13 wheel is a build requirement)"
+    assert _core.nccl_version().count(".") == 2
+    with pytest.raises(ValueError, match="NCCL unique id has 128 bytes"):
+        _core.nccl_communicator(b"short", 0, 2)
+    with pytest.raises(ValueError, match="rank 2 is outside a world of 2"):
+        _core.nccl_communicator(bytes(128), 2, 2)
+
+
+def test_sync_bn_alone_on_the_gpu_is_accepted():
+    # sync_bn needs several ranks to matter (the cuda backend refuses it then, at construction).
+    if not GPU:
+        pytest.skip("no usable CUDA GPU here")
+    # One rank: sync_bn is accepted and does nothing (there is no other batch to share).
+    dcgan.Trainer(tiny(device="cuda", sync_bn=True))

@@ -6,15 +6,20 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <cstring>
 #include <mutex>
 #include <sstream>
 
+#include "comm_capsule.hpp"
 #include "core/classifier.hpp"
 #include "core/gan_step.hpp"
 #include "core/init.hpp"
 #include "core/layer_kinds.hpp"
 #include "core/parse.hpp"
 #include "core/registry.hpp"
+#ifdef DCGAN_WITH_NCCL
+#include "cuda/cuda_backend.hpp"
+#endif
 
 namespace py = pybind11;
 using namespace dcgan;
@@ -109,6 +114,7 @@ GanConfig parse_config(const py::dict& d) {
   c.seed = get<uint64_t>(d, "seed", 0);
   c.bn_inference = bn_inference_from_name(get<std::string>(d, "bn_inference", "precise"));
   c.precise_bn_samples = get<int64_t>(d, "precise_bn_samples", 256);
+  c.sync_bn = get<bool>(d, "sync_bn", false);
   return c;
 }
 
@@ -116,6 +122,7 @@ std::unique_ptr<Backend> backend_from(const py::dict& d) {
   BackendOptions o;
   o.threads = get<int>(d, "threads", 0);
   o.tf32 = get<bool>(d, "tf32", false);
+  o.device = get<int>(d, "device_index", -1);
   return make_backend(get<std::string>(d, "device", "cpu"), o);
 }
 
@@ -200,9 +207,8 @@ py::dict named_state_from(const NetPlan& plan, Read read) {
 }
 
 py::dict named_state(const NetPlan& plan, ParamStore& ps) {
-  return named_state_from(plan, [&](int64_t off, float* dst, int64_t n) {
-    ps.read(Buf::State, off, dst, n);
-  });
+  return named_state_from(
+      plan, [&](int64_t off, float* dst, int64_t n) { ps.read(Buf::State, off, dst, n); });
 }
 
 void set_named(const NetPlan& plan, ParamStore& ps, const py::dict& values, bool strict) {
@@ -339,9 +345,22 @@ py::dict train_state_dict(const TrainState& s) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The communicator of a data-parallel run (a capsule from dcgan._mpi or nccl_communicator), or
+// nullptr for None: one process.
+std::unique_ptr<Communicator> take_communicator(const py::object& obj) {
+  if (obj.is_none()) return nullptr;
+  auto c = take_communicator_capsule(obj);
+  if (!c)
+    throw InvalidArgument(
+        "comm must be a communicator from dcgan.distributed (an unused 'dcgan.Communicator' "
+        "capsule) or None");
+  return c;
+}
+
 class PyTrainer {
  public:
-  explicit PyTrainer(const py::dict& cfg) : t_(parse_config(cfg), backend_from(cfg)) {}
+  explicit PyTrainer(const py::dict& cfg, const py::object& comm = py::none())
+      : t_(parse_config(cfg), backend_from(cfg), take_communicator(comm)) {}
 
   py::tuple step(const py::array& batch) {
     TrainerLock guard(mu_);
@@ -525,6 +544,12 @@ class PyTrainer {
   }
   int world_size() { return t_.comm().size(); }
   int rank() { return t_.comm().rank(); }
+  std::string communicator() { return t_.comm().name(); }
+  std::string replica_mismatch() {
+    TrainerLock guard(mu_);
+    py::gil_scoped_release nogil;
+    return t_.replica_mismatch();
+  }
 
  private:
   GanTrainer t_;
@@ -745,6 +770,22 @@ PYBIND11_MODULE(_core, m) {
   });
   add_kernels_module(m);
   m.def("backends", &backends, "The backends built into this module, with their versions.");
+#ifdef DCGAN_WITH_NCCL
+  m.attr("has_nccl") = true;
+  m.def("nccl_version", &cuda::nccl_version);
+  m.def(
+      "nccl_unique_id", [] { return py::bytes(cuda::nccl_unique_id()); },
+      "A new NCCL unique id (rank 0 makes it and sends it to every rank).");
+  m.def(
+      "nccl_communicator",
+      [](const py::bytes& id, int rank, int size, int device) {
+        return communicator_capsule(cuda::make_nccl_communicator(id, rank, size, device));
+      },
+      py::arg("id"), py::arg("rank"), py::arg("size"), py::arg("device") = -1,
+      "An NCCL communicator for a Trainer on the cuda backend (a 'dcgan.Communicator' capsule).");
+#else
+  m.attr("has_nccl") = false;
+#endif
   m.def("layer_kinds", &layer_kinds_dict,
         "The layer-kind table: each kind's fields (type, default, doc) and shape rule.");
   m.def("sample_indices", &sample_indices, py::arg("n"), py::arg("batch"), py::arg("seed"),
@@ -752,7 +793,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("cursor") = 0);
 
   py::class_<PyTrainer>(m, "Trainer")
-      .def(py::init<const py::dict&>(), py::arg("config"))
+      .def(py::init<const py::dict&, const py::object&>(), py::arg("config"),
+           py::arg("comm") = py::none())
       .def("step", &PyTrainer::step, py::arg("batch"))
       .def("set_data", &PyTrainer::set_data, py::arg("data"), py::arg("layout") = "nchw",
            py::arg("scale") = py::none())
@@ -789,7 +831,11 @@ PYBIND11_MODULE(_core, m) {
            "G's precise BatchNorm statistics for the current weights (computed if stale).")
       .def("precise_bn_noise", &PyTrainer::precise_bn_noise, py::arg("k"))
       .def_property_readonly("world_size", &PyTrainer::world_size)
-      .def_property_readonly("rank", &PyTrainer::rank);
+      .def_property_readonly("rank", &PyTrainer::rank)
+      .def_property_readonly("communicator", &PyTrainer::communicator)
+      .def("replica_mismatch", &PyTrainer::replica_mismatch,
+           "'' when every rank holds rank 0's parameters, Adam moments and BN statistics; else "
+           "which differ. Every rank must call it.");
 
   py::class_<PyClassifier>(m, "Classifier")
       .def(py::init<const py::dict&>(), py::arg("config"))

@@ -78,7 +78,8 @@ def _check_every(every_steps: Optional[int], every_epoch: Optional[bool], defaul
 
 
 class _Periodic(Callback):
-    """Fires ``_act(trainer, kind, number)`` every N steps (at a chunk end) and/or every epoch."""
+    """Fires ``_act(trainer, kind, number)`` every N steps (at a chunk end) and/or every epoch.
+    In a data-parallel run only rank 0 acts (every rank holds the same state; rank 0 writes)."""
 
     def __init__(self, every_steps: Optional[int], every_epoch: Optional[bool], default_epoch: bool = True):
         self.every_steps, self.every_epoch = _check_every(every_steps, every_epoch, default_epoch)
@@ -94,10 +95,11 @@ class _Periodic(Callback):
         if self._pending and done == _step_count(trainer, done):
             self._pending = False
             self._last_step_acted = done
-            self._act(trainer, "step", done)
+            if getattr(trainer, "rank", 0) == 0:
+                self._act(trainer, "step", done)
 
     def on_epoch_end(self, trainer: Any, epoch: int) -> None:
-        if self.every_epoch:
+        if self.every_epoch and getattr(trainer, "rank", 0) == 0:
             self._act(trainer, "epoch", int(epoch))
 
     def _act(self, trainer: Any, kind: str, number: int) -> None:  # pragma: no cover - abstract

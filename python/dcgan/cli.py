@@ -135,6 +135,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         "OUT/metrics.csv and OUT/metrics.png, and keep OUT/best.npz, the checkpoint with "
                         "the lowest FID; needs a labelled dataset (mnist, fashion-mnist, cifar10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
+                   help="train as N data-parallel processes on this machine (MPI ranks started with "
+                        "mpiexec; --batch-size is per rank; needs pip install \"dcgan[mpi]\"). Under mpiexec "
+                        "a run uses the ranks it was launched with")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +246,8 @@ class _EpochReporter:
     def on_epoch_end(self, trainer: Any, epoch: int) -> None:
         from .plot import sample_grid
 
+        if not _main_rank():
+            return
         h = trainer.history
         n = len(h.get("d_loss", ()))
         if self.epoch_offset is None and _has(h, "epoch"):
@@ -286,9 +292,18 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
+def _main_rank() -> bool:
+    """False on the ranks > 0 of a data-parallel run: rank 0 alone prints and writes files."""
+    from .distributed import launched_size, world
+
+    return launched_size() == 1 or world().rank == 0
+
+
 def _write_json(path: Path, obj: Dict[str, Any]) -> None:
     from .plot import _atomic_write
 
+    if not _main_rank():
+        return
     data = (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
     _atomic_write(path, lambda f: f.write(data))
 
@@ -521,7 +536,7 @@ def _write_results(trainer: Any, out: Path, checkpoint: bool = True) -> None:
     from .plot import plot_losses, save_history_csv
 
     h = getattr(trainer, "history", None) or {}
-    if not _has(h, "d_loss"):
+    if not _has(h, "d_loss") or not _main_rank():
         return
     save_history_csv(h, out / "losses.csv")
     plot_losses(h, path=out / "losses.png")
@@ -582,7 +597,8 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                                       "config": cfg_dict, "dcgan_version": getattr(dcgan, "__version__", None)})
     epochs = args.epochs if args.epochs is not None else getattr(cfg, "epochs", None)
     bs = int(cfg.batch_size)
-    steps_per_epoch = x.shape[0] // bs
+    world_size = int(getattr(trainer, "world_size", 1))
+    steps_per_epoch = x.shape[0] // (bs * world_size)
     # Trainer.fit takes epochs or steps: --steps caps the run, --epochs too when both are given.
     if args.steps is not None:
         total = args.steps if args.epochs is None else min(args.steps, args.epochs * steps_per_epoch)
@@ -600,6 +616,7 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         + (f" from {data}" if data else "") + ": "
         + (f"{total} steps" if total is not None else "")
         + (f" ({n_epochs} epochs of {steps_per_epoch})" if n_epochs else "")
+        + (f" on {world_size} ranks x batch {bs}" if world_size > 1 else "")
         + f" -> {out}",
         flush=True,
     )
@@ -642,7 +659,7 @@ def _cmd_resume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         parser.error(f"argument --checkpoint: {e}")
 
     x, dataset = _load_data(cfg, args.dataset, data, args, parser)
-    bs = int(cfg.batch_size)
+    bs = int(cfg.batch_size) * int(getattr(trainer, "world_size", 1))
     spe = x.shape[0] // bs
     if spe < 1:
         print(f"error: {x.shape[0]} images, fewer than one batch ({bs})", file=sys.stderr)
@@ -711,13 +728,38 @@ def _cmd_sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 # ---------------------------------------------------------------------------
 
 
+def _without_nproc(argv: Sequence[str]) -> List[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m dcgan`` and the ``dcgan`` console script.
 
     Returns the exit status (bad arguments exit with status 2 and a usage message).
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) in ("train", "resume"):
+        from . import distributed
+
+        nproc = getattr(args, "nproc", None)
+        if nproc is not None and nproc > 1 and distributed.launched_size() == 1:
+            # Start the ranks: the same command without --nproc, under mpiexec.
+            try:
+                return distributed.launch(nproc, _without_nproc(argv))
+            except RuntimeError as e:
+                parser.error(str(e))
+        if distributed.launched_size() > 1 and distributed.world().rank != 0:
+            sys.stdout = open(os.devnull, "w")  # rank 0 reports; errors still reach stderr
     try:
         return int(args.func(args, args.parser) or 0)
     except _Exit as e:

@@ -87,6 +87,15 @@ class Config:
     tf32: bool = False
     # CUDA: replay the training step as a recorded CUDA graph (after one eager warm-up step).
     cuda_graph: bool = True
+    # Data-parallel runs (several MPI ranks, see dcgan.distributed): "auto" trains as one job
+    # when launched by mpiexec (or `dcgan train --nproc N`) with several ranks, "off" keeps each
+    # process on its own. batch_size is per rank.
+    distributed: str = "auto"
+    # BatchNorm statistics of training steps over every rank's batch (all-gathered), so N ranks
+    # with batch b train as one process with batch N * b; off: each rank normalises its own.
+    sync_bn: bool = False
+    # Debug: every N steps, check that every rank holds rank 0's parameters (a hash); 0: never.
+    check_replicas_every: int = 0
     # Custom architectures: layer lists that replace the preset's networks.
     generator: Optional[List[Dict[str, Any]]] = None
     discriminator: Optional[List[Dict[str, Any]]] = None
@@ -257,7 +266,7 @@ class Config:
             "beta1_g": bg[0], "beta2_g": bg[1], "beta1_d": bd[0], "beta2_d": bd[1],
             "adam_eps": self.adam_eps, "noise": self.noise, "seed": self.seed, "threads": self.threads,
             "device": self.device, "tf32": self.tf32, "bn_inference": self.bn_inference,
-            "precise_bn_samples": self.precise_bn_samples,
+            "precise_bn_samples": self.precise_bn_samples, "sync_bn": self.sync_bn,
         }
 
     # ------------------------------------------------------------------ checks and (de)serialisation
@@ -319,7 +328,13 @@ class Config:
                              f"ends the process when it cannot create the threads asked for), got {self.threads!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a backend name such as 'cpu' (see dcgan.backends()), got {self.device!r}")
-        for name in ("tf32", "cuda_graph"):
+        if self.distributed not in ("auto", "off"):
+            raise ValueError(f"distributed must be 'auto' (one job across the MPI ranks this process was "
+                             f"launched with) or 'off', got {self.distributed!r}")
+        if isinstance(self.check_replicas_every, bool) or not isinstance(self.check_replicas_every, int) \
+                or self.check_replicas_every < 0:
+            raise ValueError(f"check_replicas_every must be an integer >= 0 (0: never), got {self.check_replicas_every!r}")
+        for name in ("tf32", "cuda_graph", "sync_bn"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.joint and (self.n_critic != 1 or self.g_steps != 1):

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, distributed
 from ._loader import load_core
 from .callbacks import Callback, CallbackLike, _call  # noqa: F401 (Callback: dcgan.trainer.Callback)
 from .config import BN_INFERENCE, Config
@@ -272,7 +272,17 @@ class Trainer:
             raise TypeError(f"Trainer needs a dcgan.Config, got {type(cfg).__name__}")
         cfg.validate()
         self.cfg = cfg
-        self._core = _core.Trainer(cfg.core_config())
+        # Launched as several MPI ranks (and distributed="auto"): one data-parallel job.
+        self._world = distributed.world() if cfg.distributed == "auto" else distributed.World()
+        core_cfg = cfg.core_config()
+        comm = None
+        if self._world.size > 1:
+            if cfg.threads == 0 and "OMP_NUM_THREADS" not in os.environ:
+                core_cfg["threads"] = distributed.default_threads()  # ranks share the machine's cores
+            if cfg.device == "cuda":
+                core_cfg["device_index"] = self._world.local_rank  # one GPU per rank on a machine
+            comm = distributed.communicator(cfg.device, core_cfg.get("device_index", -1))
+        self._core = _core.Trainer(core_cfg, comm)
         self._core.set_use_recording(cfg.cuda_graph)
         self.history: Dict[str, List[float]] = {k: [] for k in HISTORY_KEYS + ("epoch",)}
         # Sample-quality evaluations (callbacks.Evaluate): one list per metric, one entry per
@@ -286,6 +296,16 @@ class Trainer:
         self._diverged_at: Optional[int] = None  # the first step whose statistics were not finite
 
     # ---------------------------------------------------------------- properties
+    @property
+    def rank(self) -> int:
+        """This process's rank in a data-parallel run (0 alone)."""
+        return self._world.rank
+
+    @property
+    def world_size(self) -> int:
+        """How many ranks train together (1 alone); ``batch_size`` is per rank."""
+        return self._world.size
+
     @property
     def graph_status(self) -> str:
         """How fit() runs a step: ``"recorded"`` once it replays a CUDA graph, ``"eager"``
@@ -327,16 +347,25 @@ class Trainer:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         src = data_source(x, self.cfg.image_shape, self.cfg.data_range, input_range)
         n, bs = src.n, self.cfg.batch_size
-        global_bs = bs * self._core.world_size
+        multi = self._world.size > 1
+        global_bs = bs * self._world.size
+        if multi:
+            # Every rank draws its slice of one permutation of the same n images: they must agree.
+            seen = distributed.allgather_object((n, str(getattr(src, "dtype", "")), steps, epochs))
+            if len(set(seen)) > 1:
+                raise ValueError("the ranks were given different data or lengths (images, dtype, steps, "
+                                 f"epochs per rank: {seen}); every rank must call fit with the same dataset")
         if n < global_bs:
-            raise ValueError(f"x has {n} images, fewer than one batch (batch_size={bs}); "
-                             f"give more data or a smaller batch_size")
+            raise ValueError(f"x has {n} images, fewer than one batch (batch_size={bs}"
+                             + (f" per rank x {self._world.size} ranks" if multi else "")
+                             + "); give more data or a smaller batch_size")
         src.attach(self._core)
         self._data = src  # the core reads this memory during run()
         spe = self._core.steps_per_epoch()
         total = int(steps) if steps is not None else spe * int(epochs if epochs is not None else self.cfg.epochs)
         cbs = list(callbacks or [])
-        bar = self._progress_bar(total) if progress else None
+        bar = self._progress_bar(total) if progress and self._world.rank == 0 else None
+        check_every = self.cfg.check_replicas_every if multi else 0
         self.stop_training = False
         done = 0
         # Chunks end at epoch boundaries and last about `chunk_seconds`, so the progress bar
@@ -344,16 +373,22 @@ class Trainer:
         chunk_seconds, per_step = 0.5, None
         with _StopOnInterrupt() as interrupt:
             try:
-                while done < total and not self.stop_training and not interrupt.requested:
+                while True:
+                    go = done < total and not self.stop_training and not interrupt.requested
+                    if not multi and not go:
+                        break
                     st = self._core.get_train_state()
                     epoch = int(st["epoch"]) + (1 if int(st["cursor"]) + global_bs > n else 0)
                     left_in_epoch = self._core.steps_left_in_epoch()
                     want = 1 if per_step is None else max(1, int(chunk_seconds / max(per_step, 1e-6)))
                     k = min(want, total - done, left_in_epoch)
-                    for cb in cbs:  # end chunks where a callback acts "every N steps"
-                        e = getattr(cb, "every_steps", None)
-                        if e:
+                    for e in [getattr(cb, "every_steps", None) for cb in cbs] + [check_every]:
+                        if e:  # end chunks where a callback acts "every N steps"
                             k = min(k, e - self.step_count % e)
+                    if multi:  # rank 0 decides the chunk (its timing) and when to stop
+                        k = distributed.broadcast_object(k if go else 0)
+                        if k == 0:
+                            break
                     t0 = time.perf_counter()
                     with self._lock:
                         stats = self._core.run(k)
@@ -366,6 +401,10 @@ class Trainer:
                         self.history["epoch"].extend([epoch] * k)
                     done += k
                     self._check_finite(stats, first, state=True)
+                    if check_every and self.step_count % check_every == 0:
+                        bad = self._core.replica_mismatch()
+                        if bad:
+                            raise RuntimeError(f"data-parallel replicas diverged by step {self.step_count}: {bad}")
                     if bar is not None:
                         bar.update(k)
                         bar.set_postfix(epoch=epoch, d_loss=f"{stats[-1, 0]:.3f}", g_loss=f"{stats[-1, 1]:.3f}",
@@ -539,7 +578,11 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def save(self, path: "checkpoint.PathLike") -> "checkpoint.Path":
         """Writes the full training state (both networks, Adam moments, BN statistics, step,
-        epoch and data cursor, config, history) atomically; see :mod:`dcgan.checkpoint`."""
+        epoch and data cursor, config, history) atomically; see :mod:`dcgan.checkpoint`.
+        In a data-parallel run rank 0 writes (every rank holds the same state); the others
+        write nothing and return the path."""
+        if self._world.rank != 0:
+            return Path(path)
         arrays: Dict[str, np.ndarray] = {}
         with self._lock:  # one snapshot, at a step boundary, even while fit() runs in another thread
             for net in NETS:
@@ -554,7 +597,10 @@ class Trainer:
         return checkpoint.write(path, meta, arrays)
 
     def save_generator(self, path: "checkpoint.PathLike") -> "checkpoint.Path":
-        """Writes the generator alone (parameters, BN statistics, config): enough to sample."""
+        """Writes the generator alone (parameters, BN statistics, config): enough to sample.
+        Rank 0 writes in a data-parallel run."""
+        if self._world.rank != 0:
+            return Path(path)
         with self._lock:
             arrays = {f"generator/{k}": v for k, v in self._core.get_params("generator").items()}
             arrays.update({f"generator/{k}": v for k, v in self._core.get_state("generator").items()})

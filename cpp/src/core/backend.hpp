@@ -17,6 +17,8 @@
 
 namespace dcgan {
 
+class Communicator;
+
 // The arrays of one network's ParamStore.
 enum class Buf { Params, State, Grad0, Grad1, AdamM, AdamV };
 
@@ -75,6 +77,13 @@ class NetExec {
   // (bn_accumulate) into sums[state_offset, +C) and sums[state_offset + C, +C), and the squared
   // mean into mean_sq[state_offset, +C). Both arrays: n_state floats in backend memory.
   virtual void accumulate_bn_stats(float* sums, float* mean_sq) = 0;
+  // Synchronised BatchNorm: while `comm` is set, training-mode BatchNorm layers normalise with
+  // the statistics of the batch over all ranks (their moments all-gathered) and back-propagate
+  // through them; nullptr (the default) normalises with this rank's batch. Throws
+  // InvalidArgument where the backend cannot.
+  virtual void set_batch_comm(Communicator* comm) {
+    if (comm) throw InvalidArgument("this backend has no synchronised BatchNorm");
+  }
 };
 
 struct AdamParams {
@@ -100,6 +109,11 @@ class Backend {
   // Bytes of memory this backend could still allocate (host: the kernel's MemAvailable; GPU:
   // the device's free memory), or -1 when unknown.
   virtual int64_t memory_available() const { return -1; }
+  // Whether the pointers this backend hands out are host memory (CPU) or device memory.
+  virtual bool host_memory() const { return true; }
+  // The backend's native stream (CUDA: its cudaStream_t), for communicators that enqueue on it;
+  // nullptr where work runs as it is issued.
+  virtual void* native_stream() { return nullptr; }
 
   // `grad_slots`: 2 for D (its real and fake passes write separately), 1 for G.
   virtual std::unique_ptr<ParamStore> make_params(int64_t n_params, int64_t n_state,
@@ -124,8 +138,10 @@ class Backend {
   virtual bool stage_batch(int slot, const ImageFormat& fmt, const void* const* images,
                            int64_t count) = 0;
   virtual void convert_batch(float* dst, int slot) = 0;
+  // Elements [first, first + n) of the noise sequence (seed, stream, counter) into dst: a
+  // rank of a data-parallel run takes its slice of the global batch's noise.
   virtual void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t stream,
-                          Counter counter) = 0;
+                          Counter counter, int64_t first = 0) = 0;
 
   // Discriminator loss term on `n` logits against `target` (1 - smoothing for real, 0 for
   // fake): writes d(mean loss)/d(logits) into d_logits, and the mean loss and the mean D output

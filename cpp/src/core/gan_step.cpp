@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "core/init.hpp"
 #include "core/precise_bn.hpp"
@@ -24,6 +25,8 @@ constexpr int64_t kMaxPreciseBnSamples = int64_t(1) << 24;
 constexpr uint64_t kPreciseBnPasses = uint64_t(1) << 39;
 // Eager run() steps before a step is recorded: libraries allocate and load kernels on first use.
 constexpr int kWarmupSteps = 1;
+// Dropout masks of rank r > 0 are keyed by seed ^ r * kRankSalt (rank 0 keeps a lone run's).
+constexpr uint64_t kRankSalt = 0xD1B54A32D192ED03ull;
 
 // The counters of one step, uploaded before it runs; operations read them through Counter.
 enum CounterSlot { kCtrNoise, kCtrPass, kCtrAdamD, kCtrAdamG, kCountersPerStep };
@@ -80,6 +83,7 @@ GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
                           shape_str(d_plan_.out));
   be_->activate();
   check_memory();
+  comm_->attach(*be_);
 
   g_params_ = be_->make_params(g_plan_.n_params, g_plan_.n_state, 1);
   d_params_ = be_->make_params(d_plan_.n_params, d_plan_.n_state, 2);
@@ -92,12 +96,24 @@ GanTrainer::GanTrainer(const GanConfig& cfg, std::unique_ptr<Backend> backend,
     ps.write(Buf::State, 0, s.data(), p.n_state);
     // Every rank starts from rank 0's weights (they agree already when seeds agree).
     if (comm_->size() > 1) {
-      comm_->broadcast(ps.params(), p.n_params, 0);
-      comm_->broadcast(ps.state(), p.n_state, 0);
+      comm_broadcast(ps.params(), p.n_params);
+      comm_broadcast(ps.state(), p.n_state);
     }
   }
-  g_ = be_->compile(g_plan_, *g_params_, cfg_.batch, cfg_.seed ^ kGSeedSalt);
-  d_ = be_->compile(d_plan_, *d_params_, cfg_.batch, cfg_.seed);
+  const uint64_t rank_salt = static_cast<uint64_t>(comm_->rank()) * kRankSalt;
+  g_ = be_->compile(g_plan_, *g_params_, cfg_.batch, cfg_.seed ^ kGSeedSalt ^ rank_salt);
+  d_ = be_->compile(d_plan_, *d_params_, cfg_.batch, cfg_.seed ^ rank_salt);
+  if (cfg_.sync_bn && comm_->size() > 1) {
+    // Fails here, not in the first step, where the backend has no synchronised BatchNorm.
+    try {
+      g_->set_batch_comm(comm_.get());
+      g_->set_batch_comm(nullptr);
+    } catch (const InvalidArgument&) {
+      throw InvalidArgument("sync_bn=True: the " + be_->name() +
+                            " backend has no synchronised BatchNorm yet; use sync_bn=False (each "
+                            "rank normalises with its own batch) or the cpu backend");
+    }
+  }
   index_.resize(cfg_.batch);
   stats_ = DeviceBuffer(*be_, kStatsChunk * kStatsPerStep);
   step_stats_ = DeviceBuffer(*be_, kStatsPerStep);
@@ -180,10 +196,71 @@ int64_t GanTrainer::steps_left_in_epoch() const {
   return sampler_ ? sampler_->steps_left(st_.data) : 0;
 }
 
+void GanTrainer::in_comm_memory(float* p, int64_t n, const std::function<void(float*)>& op) {
+  if (comm_->size() == 1 || n == 0) return;
+  if (comm_->host_memory() == be_->host_memory()) return op(p);
+  if (!comm_->host_memory())
+    throw InvalidArgument("the " + comm_->name() + " communicator needs device memory; the " +
+                          be_->name() + " backend's is host memory");
+  std::vector<float> h(static_cast<size_t>(n));
+  be_->download(h.data(), p, n);
+  op(h.data());
+  be_->upload(p, h.data(), n);
+}
+
+void GanTrainer::comm_mean(float* p, int64_t n) {
+  in_comm_memory(p, n, [&](float* q) { comm_->all_reduce_mean(q, n); });
+}
+
+void GanTrainer::comm_broadcast(float* p, int64_t n) {
+  in_comm_memory(p, n, [&](float* q) { comm_->broadcast(q, n, 0); });
+}
+
 void GanTrainer::reduce_grads(ParamStore& p, bool two_slots) {
   if (comm_->size() == 1) return;
-  comm_->all_reduce_mean(p.grad(0), p.n_params);
-  if (two_slots) comm_->all_reduce_mean(p.grad(1), p.n_params);
+  comm_mean(p.grad(0), p.n_params);
+  if (two_slots) comm_mean(p.grad(1), p.n_params);
+}
+
+namespace {
+// FNV-1a over bytes, continuing from h.
+uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
+  const auto* b = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001B3ull;
+  return h;
+}
+}  // namespace
+
+std::string GanTrainer::replica_mismatch() {
+  if (comm_->size() == 1) return "";
+  be_->activate();
+  uint64_t h = 0xCBF29CE484222325ull;
+  for (int net = 0; net < 2; ++net) {
+    ParamStore& ps = params(net);
+    for (Buf b : {Buf::Params, Buf::AdamM, Buf::AdamV, Buf::State}) {
+      std::vector<float> v(static_cast<size_t>(ps.size(b)));
+      ps.read(b, 0, v.data(), ps.size(b));
+      h = fnv1a(h, v.data(), v.size() * sizeof(float));
+    }
+  }
+  // The hash as two floats' bits (gathers copy bits, they do no arithmetic).
+  float mine[2];
+  std::memcpy(mine, &h, sizeof h);
+  const int world = comm_->size();
+  std::vector<float> all(static_cast<size_t>(2 * world));
+  if (comm_->host_memory()) {
+    comm_->all_gather(mine, all.data(), 2);
+  } else {
+    DeviceBuffer in(*be_, 2), out(*be_, 2 * world);
+    be_->upload(in.get(), mine, 2);
+    comm_->all_gather(in.get(), out.get(), 2);
+    be_->download(all.data(), out.get(), 2 * world);
+  }
+  std::string bad;
+  for (int r = 1; r < world; ++r)
+    if (std::memcmp(&all[2 * r], &all[0], 2 * sizeof(float)) != 0)
+      bad += (bad.empty() ? "" : ", ") + std::to_string(r);
+  return bad.empty() ? "" : "rank(s) " + bad + " hold other parameters than rank 0";
 }
 
 void GanTrainer::train_step(const float* host_batch, float* stats_out, bool may_record) {
@@ -245,9 +322,11 @@ void GanTrainer::device_step() {
   auto noise = [&] { return Counter(ctr + kCtrNoise, noise_k++); };
   auto pass = [&] { return Counter(ctr + kCtrPass, pass_k++); };
 
+  // This rank's slice of the global batch's noise.
+  const int64_t noise_first = static_cast<int64_t>(comm_->rank()) * B * cfg_.z_dim;
   auto g_forward = [&] {
     be_->fill_noise(g_->input(), B * cfg_.z_dim, cfg_.noise, cfg_.seed,
-                    static_cast<uint32_t>(Stream::Noise), noise());
+                    static_cast<uint32_t>(Stream::Noise), noise(), noise_first);
     g_->forward(true, pass());
     be_->copy(d_->input(), g_->output(), n_img);
   };
@@ -263,11 +342,23 @@ void GanTrainer::device_step() {
     be_->adam(*d_params_, cfg_.adam_d, Counter(ctr + kCtrAdamD, ++adam_d_k), d_params_->grad(0),
               d_params_->grad(1));
   };
+  // Synchronised BatchNorm for this step's passes only (never for sampling or evaluation).
+  struct BatchComm {
+    NetExec *g, *d;
+    BatchComm(NetExec* g_, NetExec* d_, Communicator* c) : g(g_), d(d_) {
+      g->set_batch_comm(c), d->set_batch_comm(c);
+    }
+    ~BatchComm() { g->set_batch_comm(nullptr), d->set_batch_comm(nullptr); }
+  };
+  std::unique_ptr<BatchComm> batch_comm;
+  if (cfg_.sync_bn && comm_->size() > 1)
+    batch_comm = std::make_unique<BatchComm>(g_.get(), d_.get(), comm_.get());
   auto end_step = [&] {
-    // BatchNorm running statistics: the mean over ranks (no-op alone).
+    // BatchNorm running statistics: the mean over ranks (no-op alone; with synchronised
+    // BatchNorm they agree already, up to rounding).
     if (comm_->size() > 1) {
-      if (g_plan_.n_state) comm_->all_reduce_mean(g_params_->state(), g_plan_.n_state);
-      if (d_plan_.n_state) comm_->all_reduce_mean(d_params_->state(), d_plan_.n_state);
+      comm_mean(g_params_->state(), g_plan_.n_state);
+      comm_mean(d_params_->state(), d_plan_.n_state);
     }
   };
 
@@ -315,6 +406,17 @@ void GanTrainer::device_step() {
 void GanTrainer::collect(const float* dev_stats, int64_t steps, StepStats* out) {
   std::vector<float> h(static_cast<size_t>(steps * kStatsPerStep));
   be_->download(h.data(), dev_stats, steps * kStatsPerStep);
+  // Global means: every rank's batch has the same size. One collective per chunk of steps.
+  if (comm_->size() > 1) {
+    if (comm_->host_memory()) {
+      comm_->all_reduce_mean(h.data(), steps * kStatsPerStep);
+    } else {
+      DeviceBuffer d(*be_, steps * kStatsPerStep);
+      be_->upload(d.get(), h.data(), steps * kStatsPerStep);
+      comm_->all_reduce_mean(d.get(), steps * kStatsPerStep);
+      be_->download(h.data(), d.get(), steps * kStatsPerStep);
+    }
+  }
   for (int64_t i = 0; i < steps; ++i) {
     const float* s = h.data() + i * kStatsPerStep;
     out[i].d_loss = static_cast<float>(static_cast<double>(s[kStatDLossReal]) + s[kStatDLossFake]);
@@ -445,7 +547,8 @@ void GanTrainer::noise(int64_t step, float* host_out, int64_t index) {
   // Same stream and counter as train_step's draw number `index`, into G's input buffer (which
   // every step refills before use).
   be_->fill_noise(g_->input(), n, cfg_.noise, cfg_.seed, static_cast<uint32_t>(Stream::Noise),
-                  static_cast<uint64_t>(step) * kNoisePerStep + static_cast<uint64_t>(index));
+                  static_cast<uint64_t>(step) * kNoisePerStep + static_cast<uint64_t>(index),
+                  static_cast<int64_t>(comm_->rank()) * n);
   be_->download(host_out, g_->input(), n);
 }
 

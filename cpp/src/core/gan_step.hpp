@@ -38,6 +38,8 @@ struct GanConfig {
   uint64_t seed = 0;
   BnInference bn_inference = BnInference::Precise;
   int64_t precise_bn_samples = 256;  // noise samples the precise statistics pool
+  // Data-parallel runs: BatchNorm statistics of training steps over all ranks' batches.
+  bool sync_bn = false;
 };
 
 struct StepStats {
@@ -109,7 +111,8 @@ class GanTrainer {
   // drops the cached precise statistics.
   void weights_changed() { ++weights_version_; }
 
-  // The latent batch (batch, z_dim) of the `index`-th G forward of training step `step`
+  // This rank's slice of the latent batch (batch, z_dim) of the `index`-th G forward of training
+  // step `step`
   // (0: the first D step's; with n_critic = k, 1..k-1 the later D steps'; then one per extra
   // G step): for tests that replay a step in another framework.
   void noise(int64_t step, float* host_out, int64_t index = 0);
@@ -118,6 +121,11 @@ class GanTrainer {
 
   // The networks as compiled for the training batch; for tests that inspect gradients.
   NetExec& train_net(int net) { return net == 0 ? *g_ : *d_; }
+
+  // Data-parallel runs: "" when every rank holds the same parameters, Adam moments and BN
+  // statistics as rank 0 (compared by a 64-bit hash of their bytes), else which ranks differ.
+  // A collective: every rank must call it. Synchronises.
+  std::string replica_mismatch();
 
   // The first of the networks' arrays (parameters, Adam moments, BN statistics) holding NaN or
   // Inf, as "generator parameters" etc., or "" when all are finite. Synchronises.
@@ -142,6 +150,11 @@ class GanTrainer {
   // InvalidArgument when the networks cannot fit in the backend's free memory at this batch.
   void check_memory();
   void reduce_grads(ParamStore& p, bool two_slots);
+  // all_reduce_mean / broadcast on n floats of backend memory, staged through the host where
+  // the communicator's memory is not the backend's.
+  void comm_mean(float* p, int64_t n);
+  void comm_broadcast(float* p, int64_t n);
+  void in_comm_memory(float* p, int64_t n, const std::function<void(float*)>& op);
   void collect(const float* dev_stats, int64_t steps, StepStats* out);
   NetExec& eval_net(int net, int64_t batch);
   // Runs `body` with G's state array replaced by `state` (nullptr: G's own, restored after body

@@ -82,6 +82,7 @@ class GuardedNet : public NetExec {
   void backward(bool need_d_input, int slot) override {
     guarded([&] { net_->backward(need_d_input, slot); });
   }
+  void set_batch_comm(Communicator* comm) override { net_->set_batch_comm(comm); }
   void accumulate_bn_stats(float* sums, float* mean_sq) override {
     net_->accumulate_bn_stats(sums, mean_sq);
   }
@@ -154,8 +155,8 @@ class CpuBackend : public Backend {
     copy_floats(dst, staged_[slot].data(), static_cast<int64_t>(staged_[slot].size()));
   }
   void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t stream,
-                  Counter counter) override {
-    cpu::fill_noise(dst, n, kind, seed, stream, counter.value());
+                  Counter counter, int64_t first) override {
+    cpu::fill_noise(dst, n, kind, seed, stream, counter.value(), first);
   }
   void d_loss(LossKind kind, bool real, const float* logits, int64_t n, float target,
               float* d_logits, float* loss_out, float* mean_out) override {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 
+#include "core/comm.hpp"
 #include "cpu/cpu_backend.hpp"
 
 namespace dcgan::cpu {
@@ -70,8 +71,9 @@ class Layer {
 // One factory per family.
 std::unique_ptr<Layer> make_weighted_layer(Ctx& c, const ResolvedLayer& L, HostParams& ps,
                                            int64_t batch);
+// `comm` points at the network's batch communicator (see NetExec::set_batch_comm).
 std::unique_ptr<Layer> make_batchnorm_layer(Ctx& c, const ResolvedLayer& L, HostParams& ps,
-                                            int64_t batch);
+                                            int64_t batch, Communicator* const* comm);
 std::unique_ptr<Layer> make_eltwise_layer(Ctx& c, const ResolvedLayer& L, bool in_place);
 std::unique_ptr<Layer> make_dropout_layer(Ctx& c, const ResolvedLayer& L, uint64_t seed,
                                           uint64_t layer_index);

@@ -1,5 +1,6 @@
 // A network on the CPU backend: the layers of a NetPlan chained through oneDNN memories, each
 // built by its family's factory (the family comes from the layer-kind table).
+#include "core/comm.hpp"
 #include "core/layer_kinds.hpp"
 #include "cpu/layer.hpp"
 
@@ -31,7 +32,7 @@ class CpuNet : public NetExec {
           layer = make_weighted_layer(c, L, ps, batch);
           break;
         case LayerFamily::BatchNorm:
-          layer = make_batchnorm_layer(c, L, ps, batch);
+          layer = make_batchnorm_layer(c, L, ps, batch, &batch_comm_);
           break;
         case LayerFamily::Eltwise:
           layer = make_eltwise_layer(
@@ -68,6 +69,8 @@ class CpuNet : public NetExec {
     c_.strm.wait();
   }
 
+  void set_batch_comm(Communicator* comm) override { batch_comm_ = comm; }
+
   void accumulate_bn_stats(float* sums, float* mean_sq) override {
     for (auto& l : layers_) l->accumulate_stats(sums, mean_sq);
   }
@@ -83,6 +86,7 @@ class CpuNet : public NetExec {
   Ctx& c_;
   const NetPlan& plan_;
   int64_t batch_;
+  Communicator* batch_comm_ = nullptr;  // before layers_: BN layers hold its address
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<bool> below_has_params_;
   memory in_, d_in_, out_, d_out_;

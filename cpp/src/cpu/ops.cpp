@@ -63,8 +63,8 @@ LossOut softmax_xent(const float* logits, const float* labels, int64_t n, int64_
   double loss = 0, correct = 0;
   const double inv_n = 1.0 / static_cast<double>(n);
   for (int64_t i = 0; i < n; ++i) {
-    const XentTerm t =
-        softmax_xent_row(logits + i * k, k, static_cast<int64_t>(labels[i]), d_logits + i * k, inv_n);
+    const XentTerm t = softmax_xent_row(logits + i * k, k, static_cast<int64_t>(labels[i]),
+                                        d_logits + i * k, inv_n);
     loss += t.loss;
     correct += t.correct ? 1.0 : 0.0;
   }
@@ -72,14 +72,15 @@ LossOut softmax_xent(const float* logits, const float* labels, int64_t n, int64_
 }
 
 void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t stream,
-                uint64_t counter) {
+                uint64_t counter, int64_t first) {
   const Philox rng(seed, static_cast<Stream>(stream), counter);
+  const uint64_t f = static_cast<uint64_t>(first);
   if (kind == NoiseKind::Normal) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
-    for (int64_t i = 0; i < n; ++i) dst[i] = rng.normal(static_cast<uint64_t>(i));
+    for (int64_t i = 0; i < n; ++i) dst[i] = rng.normal(f + static_cast<uint64_t>(i));
   } else {
 #pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
-    for (int64_t i = 0; i < n; ++i) dst[i] = 2.f * rng.uniform(static_cast<uint64_t>(i)) - 1.f;
+    for (int64_t i = 0; i < n; ++i) dst[i] = 2.f * rng.uniform(f + static_cast<uint64_t>(i)) - 1.f;
   }
 }
 

@@ -19,7 +19,7 @@ LossOut g_loss(LossKind kind, const float* logits, int64_t n, float* d_logits);
 LossOut softmax_xent(const float* logits, const float* labels, int64_t n, int64_t k,
                      float* d_logits);
 void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t stream,
-                uint64_t counter);
+                uint64_t counter, int64_t first = 0);
 // Converts `count` images (dtype and layout of fmt) to float NCHW in fmt's range.
 void load_batch(float* dst, const ImageFormat& fmt, const void* const* images, int64_t count);
 

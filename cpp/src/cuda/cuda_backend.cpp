@@ -252,6 +252,8 @@ class CudaBackend : public Backend {
   std::string name() const override { return "cuda"; }
   void activate() override { DCGAN_CUDA_OK(cudaSetDevice(c_.device)); }
   void synchronize() override { DCGAN_CUDA_OK(cudaStreamSynchronize(c_.stream)); }
+  bool host_memory() const override { return false; }
+  void* native_stream() override { return c_.stream; }
   int64_t memory_available() const override {
     size_t free_b = 0, total = 0;
     if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {
@@ -334,8 +336,8 @@ class CudaBackend : public Backend {
     if (sb.count > 0) cuda::convert_batch(c_.stream, dst, sb.mem.get(), sb.count, sb.fmt);
   }
   void fill_noise(float* dst, int64_t n, NoiseKind kind, uint64_t seed, uint32_t stream,
-                  Counter counter) override {
-    cuda::fill_noise(c_.stream, dst, n, kind, seed, stream, counter);
+                  Counter counter, int64_t first) override {
+    cuda::fill_noise(c_.stream, dst, n, kind, seed, stream, counter, first);
   }
   void d_loss(LossKind kind, bool real, const float* logits, int64_t n, float target,
               float* d_logits, float* loss_out, float* mean_out) override {

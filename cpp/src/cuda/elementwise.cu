@@ -39,10 +39,10 @@ void adam(cudaStream_t s, float* p, float* m, float* v, int64_t n, const float* 
 }
 
 void fill_noise(cudaStream_t s, float* dst, int64_t n, NoiseKind kind, uint64_t seed,
-                uint32_t stream, Counter counter) {
+                uint32_t stream, Counter counter, int64_t first) {
   if (n <= 0) return;
   noise_kernel<<<grid_for(n), kBlock, 0, s>>>(dst, n, kind == NoiseKind::Normal, seed, stream,
-                                              counter);
+                                              counter, first);
   launched();
 }
 

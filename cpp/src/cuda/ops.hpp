@@ -20,7 +20,7 @@ void g_loss(cudaStream_t s, LossKind kind, const float* logits, int64_t n, float
 void adam(cudaStream_t s, float* p, float* m, float* v, int64_t n, const float* g0, const float* g1,
           float lr, float beta1, float beta2, float eps, Counter t);
 void fill_noise(cudaStream_t s, float* dst, int64_t n, NoiseKind kind, uint64_t seed,
-                uint32_t stream, Counter counter);
+                uint32_t stream, Counter counter, int64_t first = 0);
 // `src`: count images in fmt's dtype and layout, back to back, in device memory.
 void convert_batch(cudaStream_t s, float* dst, const void* src, int64_t count,
                    const ImageFormat& fmt);
