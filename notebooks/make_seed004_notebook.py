@@ -1,7 +1,7 @@
 """Writes notebooks/seed004_comparison.ipynb (without outputs); run it with run_notebook.py.
 
     python3 notebooks/make_seed004_notebook.py
-    python3 notebooks/run_notebook.py notebooks/seed004_comparison.ipynb          # the real run
+    python3 notebooks/run_notebook.py --in-place notebooks/seed004_comparison.ipynb   # the real run
     DCGAN_NOTEBOOK_QUICK=1 python3 notebooks/run_notebook.py notebooks/seed004_comparison.ipynb --out /tmp/nb
 """
 from __future__ import annotations

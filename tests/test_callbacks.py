@@ -189,6 +189,27 @@ def test_history_logger_each_epoch(tmp_path, x):
         assert im.format == "PNG"
 
 
+def test_history_logger_plot_only_writes_the_file_in_jupyter(tmp_path, x, monkeypatch):
+    # In Jupyter (an interactive pyplot backend) plot_losses makes a pyplot figure, which the
+    # inline backend would draw into the notebook at the end of the cell, once per epoch: the
+    # logger must close it after saving.
+    import matplotlib.pyplot as plt
+
+    import dcgan.plot
+
+    monkeypatch.setattr(dcgan.plot, "_interactive_pyplot", lambda: True)
+    plt.close("all")
+    tr = dcgan.Trainer(tiny_cfg())
+    log = HistoryLogger(plot_path=tmp_path / "h.png")
+    tr.fit(x, epochs=2, callbacks=[log], progress=False)
+    assert log.writes == 2 and (tmp_path / "h.png").is_file()
+    assert plt.get_fignums() == []
+    # plot_losses itself still hands an interactive session a pyplot figure to show.
+    fig = dcgan.plot.plot_losses(tr.history)
+    assert plt.get_fignums() == [fig.number]
+    plt.close("all")
+
+
 def test_history_logger_every_steps(tmp_path, x):
     tr = dcgan.Trainer(tiny_cfg())
     log = HistoryLogger(json_path=tmp_path / "h.json", every_steps=10)

@@ -93,8 +93,12 @@ def test_missing_data_dir(tmp_path):
 
 
 def test_no_data_given(tmp_path):
-    r = run_cli("train", "--out", str(tmp_path / "o"), cwd=tmp_path, drop_env=("DCGAN_DATA",))
-    assert_usage_error(r, "--data", "DCGAN_DATA")
+    # Without --data the dataset is looked for in $DCGAN_DATA and the cache, then downloaded;
+    # --no-download keeps this test off the network (tests/test_cli_edges.py covers the download).
+    r = run_cli("train", "--no-download", "--out", str(tmp_path / "o"), cwd=tmp_path, drop_env=("DCGAN_DATA",),
+                env_extra={"DCGAN_CACHE": str(tmp_path / "cache")})
+    assert_usage_error(r, "--data", "DCGAN_DATA", str(tmp_path / "cache"))
+    assert not (tmp_path / "o").exists()
 
 
 def test_data_dir_without_mnist_files(tmp_path):
@@ -389,7 +393,7 @@ def test_resume_errors(cli, tmp_path, capsys):
                                      str(tmp_path / "o"), *data]), "--checkpoint", "none.npz")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     usage_error(capsys, lambda: cli(["resume", "--checkpoint", str(tmp_path / "bad.npz"), "--out",
-                                     str(tmp_path / "o"), *data]), "not a readable dcgan checkpoint")
+                                     str(tmp_path / "o"), *data]), "is not a dcgan checkpoint")
     import dcgan
 
     tr = dcgan.Trainer(dcgan.Config.mnist(g_width=4, d_width=4, batch_size=8, threads=1))

@@ -7,6 +7,8 @@ import pytest
 import dcgan
 from dcgan.datasets import load_mnist
 
+pytestmark = pytest.mark.slow  # real-data training: pytest -m slow (CI runs it)
+
 STEPS = 300
 
 

@@ -27,6 +27,7 @@ def test_notebooks_found():
     assert {"quickstart.ipynb", "mnist_dcgan.ipynb", "cifar10_dcgan.ipynb", "losses.ipynb"} <= names, names
 
 
+@pytest.mark.slow  # a kernel and a short training run each: pytest -m slow (CI runs it)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")

@@ -31,7 +31,7 @@ Settings (each preset's own layout and options):
   in test_presets.py.
 Thresholds leave room: over seeds 0, 1 and 2 (cifar10 and dcgan64: 0 and 1) every observed
 value was at least 1.3x beyond its threshold, most 2-3x.
-Marked slow: the runs that take more than 30 s on one core.
+Every test here is marked slow (real-data training; `pytest -m slow`, which CI runs).
 """
 from __future__ import annotations
 
@@ -185,6 +185,7 @@ def dcgan64_run(cifar64):
     return train(dcgan.Config.dcgan64(g_width=16, d_width=16, batch_size=32, seed=0), cifar64, steps=500)
 
 
+@pytest.mark.slow
 def test_mlp_learns_mnist(mlp_run):
     check_losses(mlp_run)
     in_range(mlp_run)
@@ -224,6 +225,7 @@ def test_dcgan64_learns_cifar_at_64(dcgan64_run):
     check_cifar_like(dcgan64_run)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, batch", [("mlp", 100), ("mnist_seed000", 32), ("cifar10", 16), ("dcgan64", 8)])
 def test_full_width_presets_train_on_real_data(name, batch, mnist, cifar, cifar64):
     """The presets at their full widths: a few steps on real data, every parameter updated."""

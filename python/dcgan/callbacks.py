@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -240,6 +241,16 @@ class ModelCheckpoint(_Periodic):
         return written
 
 
+def _close_pyplot_figure(fig: Any) -> None:
+    """Closes ``fig`` if pyplot manages it (an interactive backend made it through pyplot)."""
+    if getattr(fig, "number", None) is None or "matplotlib.pyplot" not in sys.modules:
+        return
+    import matplotlib.pyplot as plt
+
+    if plt.fignum_exists(fig.number):
+        plt.close(fig)
+
+
 class HistoryLogger(_Periodic):
     """Writes the loss history (CSV and/or JSON, optionally a loss plot) during training.
 
@@ -286,7 +297,9 @@ class HistoryLogger(_Periodic):
             fn = getattr(trainer, "history_to_json", None)
             fn(self.json_path) if callable(fn) else plot.save_history_json(h, self.json_path)
         if self.plot_path is not None and len(h.get("d_loss", ())) > 0:
-            plot.plot_losses(h, path=self.plot_path)
+            # Only the file: in Jupyter a figure left open in pyplot would be drawn into the
+            # notebook at the end of the cell, once per write.
+            _close_pyplot_figure(plot.plot_losses(h, path=self.plot_path))
         self.writes += 1
 
 

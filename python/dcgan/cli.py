@@ -5,7 +5,9 @@ only calls :func:`main`.
 
 Examples::
 
+    python -m dcgan train --preset mnist --epochs 5 --out runs/mnist   # MNIST found or downloaded
     python -m dcgan train --preset mnist --data ../shared/data/mnist --epochs 5 --out runs/mnist
+    python -m dcgan train --preset dcgan64 --channels 1 --dataset mnist --out runs/mnist64
     python -m dcgan train --preset cifar10 --data ../shared/data/cifar10-subset --out runs/c10 \\
         --checkpoint-every 500 --sample-every 100
     python -m dcgan train --config small.json --data ../shared/data --out runs/small
@@ -30,11 +32,25 @@ Examples::
 The dataset follows the configuration unless ``--dataset`` says otherwise:
 one-channel models train on MNIST, three-channel ones on CIFAR-10, resized to
 the model's image size when it differs (``dcgan64``: CIFAR-10 at 64x64, or MNIST
-at 64x64 with ``image_shape`` ``[1, 64, 64]``). ``--dataset folder --data DIR``
-reads PNG/JPEG files (e.g. CelebA), centre-cropped and resized.
+at 64x64 with ``--channels 1``, i.e. ``image_shape`` ``[1, 64, 64]``;
+``--image-shape C,H,W`` sets the whole shape). ``--dataset folder --data DIR``
+reads PNG/JPEG files (e.g. CelebA), centre-cropped and resized; ``--skip-bad``
+skips the files that cannot be read, with a warning saying how many.
+
+Where the data comes from: ``--data DIR`` is the only place looked in (``--download``
+downloads into it). Without ``--data``, MNIST, Fashion-MNIST and CIFAR-10 are looked
+for under ``$DCGAN_DATA``, then in the cache folder (``$DCGAN_CACHE``, default
+``~/.cache/dcgan``), and downloaded into it (checksums verified) when not found;
+``--no-download`` forbids the network, and without one the error says where the files
+were looked for and where to put them. With ``--nproc`` the download happens once,
+before the ranks start.
+
+``resume``'s ``--epochs`` and ``--steps`` are totals for the whole run, not additional.
 
 Errors in the arguments (bad values, missing files, unknown presets or
-configuration fields) exit with status 2 and a usage message, no traceback.
+configuration fields) exit with status 2 and a usage message, no traceback;
+too few images for one batch, unreadable data and failed downloads exit with
+status 1 and one ``error:`` line, before anything is written into ``--out``.
 """
 
 from __future__ import annotations
@@ -99,6 +115,22 @@ def _dataset_name(s: str) -> str:
     return key
 
 
+def _image_shape(s: str) -> Tuple[int, int, int]:
+    parts = s.replace("x", ",").replace("X", ",").split(",")
+    try:
+        v = tuple(int(x) for x in parts)
+    except ValueError:
+        v = ()
+    if len(v) != 3 or v[0] not in (1, 3) or v[1] < 1 or v[2] < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W with C 1 or 3 (e.g. 1,64,64), got {s!r}")
+    return v  # type: ignore[return-value]
+
+
+def _plural(n: int, word: str, plural: Optional[str] = None) -> str:
+    """'1 epoch', '2 epochs', '0 images'."""
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data", metavar="DIR", default=None,
@@ -108,10 +140,19 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", type=_dataset_name, default=None, metavar="NAME",
                    help=f"one of {', '.join(DATASETS)} (default: from the configuration: 1 channel -> "
                    "mnist, 3 channels -> cifar10, resized to the model's image size)")
-    p.add_argument("--download", action="store_true",
-                   help="download MNIST / Fashion-MNIST / CIFAR-10 if not found (checksums verified)")
+    dl = p.add_mutually_exclusive_group()
+    dl.add_argument("--download", action="store_true",
+                    help="download MNIST / Fashion-MNIST / CIFAR-10 if not found, into --data DIR when given "
+                    "(checksums verified). Without --data this happens anyway: the dataset is looked for in "
+                    "$DCGAN_DATA, then in the cache folder ($DCGAN_CACHE, default ~/.cache/dcgan), and "
+                    "downloaded when not found")
+    dl.add_argument("--no-download", action="store_true",
+                    help="never use the network: stop with a message saying where the files were looked for")
     p.add_argument("--max-images", type=_positive_int, default=None, metavar="N",
                    help="use only the first N training images")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="--dataset folder: skip image files that cannot be read (with a warning saying how "
+                   "many) instead of stopping at the first one")
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -168,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int, default=None, help="batch size")
     t.add_argument("--seed", type=_nonneg_int, default=None, help="random seed")
     t.add_argument("--lr", type=_positive_float, default=None, help="learning rate (both nets)")
+    shape = t.add_mutually_exclusive_group()
+    shape.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                       help="image channels of the networks (image_shape's C; the preset's size is kept): "
+                       "1 trains on mnist by default, 3 on cifar10; e.g. --preset dcgan64 --channels 1 "
+                       "trains on MNIST resized to 64x64")
+    shape.add_argument("--image-shape", type=_image_shape, default=None, metavar="C,H,W",
+                       help="the networks' image shape, e.g. 1,64,64 (the data is resized to H x W)")
     _add_run_args(t)
     t.set_defaults(func=_cmd_train, parser=t)
 
@@ -175,14 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
         "resume",
         help="continue a run from a checkpoint, exactly where it stopped",
         description="Continue training from a checkpoint written by train (OUT/checkpoint.npz, "
-        "OUT/checkpoints/step_*.npz) or Trainer.save. --epochs and --steps are totals for the whole run "
-        "(default: the configuration's epochs), so the same command finishes an interrupted run.",
+        "OUT/checkpoints/step_*.npz) or Trainer.save. --epochs and --steps are totals for the whole run, "
+        "not additional (default: the configuration's epochs): a run stopped at step 400 of a 2-epoch run "
+        "resumed with --epochs 2 trains the rest of those 2 epochs, so the same command finishes an "
+        "interrupted run; to train longer, raise the total.",
     )
     r.add_argument("--checkpoint", metavar="FILE", required=True, help="checkpoint to resume from")
     _add_data_args(r)
     r.add_argument("--epochs", type=_positive_int, default=None,
-                   help="train until the run has this many epochs in all (default: the configuration's)")
+                   help="train until the run has this many epochs in all, counting those already done "
+                   "(a total, not additional; default: the configuration's)")
     _add_run_args(r)
+    for a in r._actions:
+        if a.dest == "steps":
+            a.help = ("stop when the run has this many steps in all, counting those already done "
+                      "(a total, not additional)")
     r.set_defaults(func=_cmd_resume, parser=r)
 
     s = sub.add_parser(
@@ -261,7 +316,7 @@ class _EpochReporter:
         now = time.perf_counter()
         of = f"/{self.epochs}" if self.epochs else ""
         line = (
-            f"epoch {int(epoch)} [{int(epoch) + 1}{of}]  steps {n}  "
+            f"epoch {int(epoch)} [{int(epoch) + 1}{of}]  step {n}  "
             f"d_loss {_mean(h.get('d_loss', [])[sl]):.4f}  g_loss {_mean(h.get('g_loss', [])[sl]):.4f}  "
             f"D(x) {_mean(h.get('d_real', [])[sl]):.3f}  D(G(z)) {_mean(h.get('d_fake', [])[sl]):.3f}  "
             f"{now - self.t0:.1f}s  -> {path.name}"
@@ -377,6 +432,17 @@ def _make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> T
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         where = f" (in {args.config})" if args.config else ""
         parser.error(f"{msg}{where}")
+    shape = getattr(args, "image_shape", None)
+    if shape is None and getattr(args, "channels", None) is not None:
+        shape = (args.channels, *tuple(cfg.image_shape)[1:])
+    if shape is not None and tuple(shape) != tuple(cfg.image_shape):
+        import dataclasses
+
+        try:
+            cfg = dataclasses.replace(cfg, image_shape=tuple(shape))
+        except (ValueError, TypeError) as e:
+            opt = "--image-shape" if getattr(args, "image_shape", None) else "--channels"
+            parser.error(f"argument {opt}: {e}")
     return cfg, extras
 
 
@@ -386,6 +452,161 @@ def _check_data_arg(data: Optional[str], parser: argparse.ArgumentParser) -> Opt
     return data
 
 
+#: How the datasets are called in messages.
+_DISPLAY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+
+
+def _cli_words(msg: str) -> str:
+    """A dcgan.datasets message in command-line terms (options instead of Python arguments)."""
+    return (msg.replace("pass root=<folder>", "pass --data DIR").replace("root=<folder>", "--data DIR")
+            .replace("download=True", "--download"))
+
+
+def _needed_files(name: str) -> str:
+    if name == "cifar10":
+        return "cifar-10-batches-py/ (unpacked from cifar-10-python.tar.gz)"
+    return "train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz"
+
+
+def _default_dataset_note(cfg: Any, name: str, defaulted: bool, data: Optional[str]) -> str:
+    """For a 3-channel configuration whose dataset was not chosen: why CIFAR-10, and how to get MNIST."""
+    if not defaulted or name != "cifar10":
+        return ""
+    preset = getattr(cfg, "preset_name", None)
+    what = f"--preset {preset}" if preset and preset != "custom" else "this configuration"
+    note = (f"{what} makes 3-channel images, and three-channel presets default to the cifar10 dataset; "
+            f"to train on MNIST instead pass --dataset mnist --channels 1")
+    if data is not None:
+        d = Path(data).expanduser()
+        if any((f / n).is_file() for f in (d, d / "mnist") for n in ("train-images-idx3-ubyte.gz",
+                                                                      "train-images-idx3-ubyte")):
+            note += f" ({data} holds MNIST)"
+    return note + ". "
+
+
+def _may_download(data: Optional[str], args: argparse.Namespace) -> bool:
+    """Whether loading a named dataset may download it (the same answer on every rank)."""
+    if getattr(args, "no_download", False):
+        return False
+    return data is None or bool(getattr(args, "download", False))
+
+
+def _load_named(cfg: Any, name: str, defaulted: bool, data: Optional[str], args: argparse.Namespace,
+                parser: argparse.ArgumentParser) -> Any:
+    """:func:`_load_named_here`, on rank 0 first in a data-parallel run that may download: the other
+    ranks wait for it (so that one rank downloads and unpacks, into a folder the others then read)
+    and stop, quietly, if it failed (rank 0 says why). ``--nproc`` fetches a missing dataset
+    before it starts the ranks (:func:`main`), so there rank 0 only loads."""
+    from . import distributed
+
+    if distributed.launched_size() <= 1 or not _may_download(data, args):
+        return _load_named_here(cfg, name, defaulted, data, args, parser)
+    if distributed.world().rank != 0:
+        if not distributed.broadcast_object(None):
+            raise _Exit(1)
+        return _load_named_here(cfg, name, defaulted, data, args, parser)
+    ok = False
+    try:
+        x = _load_named_here(cfg, name, defaulted, data, args, parser)
+        ok = True
+    finally:
+        distributed.broadcast_object(ok)
+    return x
+
+
+def _load_named_here(cfg: Any, name: str, defaulted: bool, data: Optional[str], args: argparse.Namespace,
+                     parser: argparse.ArgumentParser) -> Any:
+    """The images of a named dataset (mnist, fashion-mnist, cifar10).
+
+    With --data DIR only DIR is searched (and downloaded into with --download). Without it the
+    dataset is looked for in $DCGAN_DATA, system folders and the cache, and downloaded into the
+    cache (or $DCGAN_DATA) when not found, unless --no-download.
+    """
+    from . import datasets
+
+    shown = _DISPLAY.get(name, name)
+    note = _default_dataset_note(cfg, name, defaulted, data)
+    no_download = bool(getattr(args, "no_download", False))
+    try:
+        if data is not None:
+            try:
+                return datasets.load(name, root=data, split="train", download=args.download)[0]
+            except FileNotFoundError as e:
+                parser.error(f"argument --data: {note}{_cli_words(str(e))}")
+        try:  # --download without --data: the same as without it, found here or downloaded below
+            return datasets.load(name, root=None, split="train")[0]
+        except FileNotFoundError as e:
+            looked = ", ".join(str(d) for d in datasets.search_dirs(name))
+            target = datasets.download_dir(name)
+            if no_download:
+                parser.error(
+                    f"{note}{shown} not found on this machine (looked in {looked}) and --no-download forbids "
+                    f"downloading it. Put {_needed_files(name)} in {target}, or in DIR/{datasets.SUBDIRS[name]}/ "
+                    f"and set {datasets.DATA_ENV}=DIR or pass --data DIR; or leave out --no-download to "
+                    f"download it (checksums verified)")
+            if _main_rank():
+                print(f"{note}{shown} not found (looked in {looked}): downloading it into {target} "
+                      "(checksums verified; --no-download forbids this)", file=sys.stderr, flush=True)
+            try:
+                return datasets.load(name, root=None, split="train", download=True)[0]
+            except datasets.DownloadError as e2:
+                print(f"error: {note}{shown} not found on this machine (looked in {looked}) and it could not "
+                      f"be downloaded: {e2}. Alternatively put {_needed_files(name)} in "
+                      f"DIR/{datasets.SUBDIRS[name]}/ and set {datasets.DATA_ENV}=DIR, or pass --data DIR",
+                      file=sys.stderr)
+                raise _Exit(1) from None
+            except FileNotFoundError as e3:
+                parser.error(f"{note}{_cli_words(str(e3))}")
+    except datasets.DownloadError as e:
+        print(f"error: {note}{e}", file=sys.stderr)
+        raise _Exit(1)
+    except ValueError as e:
+        print(f"error: bad data in {data if data is not None else shown}: {e}", file=sys.stderr)
+        raise _Exit(1)
+
+
+def _load_folder(cfg: Any, data: Optional[str], args: argparse.Namespace,
+                 parser: argparse.ArgumentParser) -> Any:
+    import warnings
+
+    from . import datasets
+
+    c, h, w = (int(v) for v in cfg.image_shape)
+    if data is None:
+        parser.error("argument --data: --dataset folder needs --data DIR (the folder of images)")
+    if h != w:
+        parser.error(f"--dataset folder makes square images, but the configuration's image_shape is "
+                     f"{list(cfg.image_shape)}")
+    skip_bad = bool(getattr(args, "skip_bad", False))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            x, _, _ = datasets.load_image_folder(data, size=h, channels=c, limit=args.max_images,
+                                                 skip_bad=skip_bad)
+    except FileNotFoundError as e:
+        parser.error(f"argument --data: {e}")
+    except datasets.UnreadableImageError as e:
+        print(f"error: cannot read the image {e.path} ({e.reason}); pass --skip-bad to skip unreadable "
+              "images (with a warning saying how many)", file=sys.stderr)
+        raise _Exit(1)
+    except ValueError as e:
+        print(f"error: bad data in {data}: {e}", file=sys.stderr)
+        raise _Exit(1)
+    skipped = [str(m.message)[len("skipping "):] for m in caught if str(m.message).startswith("skipping ")
+               and "cannot read image" in str(m.message)]
+    for m in caught:  # anything else (e.g. a FIFO named like an image) is still shown
+        text = str(m.message)
+        if not (text.startswith("skipping ") and "cannot read image" in text) and not text.startswith("skipped "):
+            if _main_rank():
+                print(f"warning: {text}", file=sys.stderr)
+    if skipped and _main_rank():
+        first = skipped[0].split(": cannot read image")[0]
+        print(f"warning: --skip-bad: skipped {_plural(len(skipped), 'unreadable image')} under {data} "
+              f"(the first: {first}); training on the other {_plural(int(x.shape[0]), 'image')}",
+              file=sys.stderr, flush=True)
+    return x
+
+
 def _load_data(cfg: Any, dataset: Optional[str], data: Optional[str], args: argparse.Namespace,
                parser: argparse.ArgumentParser) -> Tuple[Any, str]:
     """Training images for ``cfg``: uint8 (N, H, W) or (N, H, W, C), sized for the model."""
@@ -393,34 +614,18 @@ def _load_data(cfg: Any, dataset: Optional[str], data: Optional[str], args: argp
 
     c, h, w = (int(v) for v in cfg.image_shape)
     name = dataset or ("mnist" if c == 1 else "cifar10")
+    if getattr(args, "data_only", False) and (name == "folder" or not _may_download(data, args)):
+        return None, name  # nothing to fetch before the ranks start
     if name == "folder":
-        if data is None:
-            parser.error("argument --data: --dataset folder needs --data DIR (the folder of images)")
-        if h != w:
-            parser.error(f"--dataset folder makes square images, but the configuration's image_shape is "
-                         f"{list(cfg.image_shape)}")
-        try:
-            x, _, _ = datasets.load_image_folder(data, size=h, channels=c, limit=args.max_images)
-        except FileNotFoundError as e:
-            parser.error(f"argument --data: {e}")
-        except ValueError as e:
-            print(f"error: bad data in {data}: {e}", file=sys.stderr)
-            raise _Exit(1)
-        return x, name
-    try:
-        x, _ = datasets.load(name, root=data, split="train", download=args.download)
-    except FileNotFoundError as e:
-        parser.error(f"argument --data: {str(e).replace('pass download=True', 'pass --download')}")
-    except datasets.DownloadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise _Exit(1)
-    except ValueError as e:
-        print(f"error: bad data in {data}: {e}", file=sys.stderr)
-        raise _Exit(1)
+        return _load_folder(cfg, data, args, parser), name
+    x = _load_named(cfg, name, dataset is None, data, args, parser)
     have_c = 1 if x.ndim == 3 else x.shape[3]
     if have_c != c:
+        fix = (f"pick a {c}-channel dataset (--dataset) or set image_shape (--channels {have_c})"
+               if getattr(args, "command", None) == "train" else
+               f"pick a {c}-channel dataset (--dataset): a checkpoint's image_shape cannot change")
         parser.error(f"dataset {name} has {have_c}-channel images but the configuration's image_shape is "
-                     f"{list(cfg.image_shape)}; pick a {c}-channel dataset (--dataset) or set image_shape")
+                     f"{list(cfg.image_shape)}; {fix}")
     if args.max_images is not None:
         x = x[: args.max_images]
     if x.shape[1:3] != (h, w):
@@ -545,7 +750,7 @@ def _write_results(trainer: Any, out: Path, checkpoint: bool = True) -> None:
     if callable(save):
         written.append(Path(save(out / "checkpoint.npz") or out / "checkpoint.npz"))
     n = len(h["d_loss"])
-    print(f"{n} steps; wrote {', '.join(str(p) for p in written)}", flush=True)
+    print(f"{_plural(n, 'step')}; wrote {', '.join(str(p) for p in written)}", flush=True)
 
 
 def _import_core() -> Any:
@@ -562,6 +767,27 @@ def _import_core() -> Any:
 # ---------------------------------------------------------------------------
 
 
+def _too_few_images(n: int, bs: int, world_size: int, args: argparse.Namespace, resume: bool) -> Optional[str]:
+    """The error for fewer images than one (global) batch, or None."""
+    if n >= bs * world_size:
+        return None
+    if world_size > 1:
+        batch = f"one batch of {bs * world_size} ({bs} per rank x {world_size} ranks)"
+        most = n // world_size
+    else:
+        batch = f"one batch of {bs}"
+        most = n
+    more = "more images" + (" (raise --max-images)" if getattr(args, "max_images", None) is not None else "")
+    if resume:
+        fix = (f"the checkpoint's batch size is fixed, so use {more}"
+               + (" or fewer ranks (--nproc)" if world_size > 1 else ""))
+    elif most >= 1:
+        fix = f"use --batch-size {most} or fewer, or {more}"
+    else:
+        fix = f"use {more} or fewer ranks (--nproc)"
+    return f"{_plural(n, 'image')}, fewer than {batch}; {fix}"
+
+
 def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # 1. Cheap checks first.
     out = Path(args.out).expanduser()
@@ -572,19 +798,24 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     # 2. Configuration.
     cfg, extras = _make_config(args, parser)
     data = args.data if args.data is not None else extras.get("data")
-    if data is None:
-        data = os.environ.get("DCGAN_DATA") or None
     dataset = args.dataset or (_dataset_name(str(extras["dataset"])) if extras.get("dataset") else None)
-    if data is None and not args.download and dataset != "fashion-mnist":
-        parser.error("no data folder: pass --data DIR or set DCGAN_DATA (or --download)")
     _check_data_arg(data, parser)
 
-    # 3. Data.
+    # 3. Data (without --data: $DCGAN_DATA, the cache, else a download).
     x, dataset = _load_data(cfg, dataset, data, args, parser)
+    if getattr(args, "data_only", False):
+        return 0
     try:
         trainer = dcgan.Trainer(cfg)
     except (ValueError, TypeError) as e:
         parser.error(f"bad configuration: {e}")
+    bs = int(cfg.batch_size)
+    world_size = int(getattr(trainer, "world_size", 1))
+    problem = _too_few_images(int(x.shape[0]), bs, world_size, args, resume=False)
+    if problem is not None:  # before anything is printed or written
+        if _main_rank():
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
 
     # 4. Train.
     out.mkdir(parents=True, exist_ok=True)
@@ -596,8 +827,6 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     _write_json(out / "config.json", {"preset": preset, "dataset": dataset, "data": None if data is None else str(data),
                                       "config": cfg_dict, "dcgan_version": getattr(dcgan, "__version__", None)})
     epochs = args.epochs if args.epochs is not None else getattr(cfg, "epochs", None)
-    bs = int(cfg.batch_size)
-    world_size = int(getattr(trainer, "world_size", 1))
     steps_per_epoch = x.shape[0] // (bs * world_size)
     # Trainer.fit takes epochs or steps: --steps caps the run, --epochs too when both are given.
     if args.steps is not None:
@@ -612,10 +841,10 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     value_range = tuple(getattr(cfg, "data_range", (-1.0, 1.0)))
     reporter = _EpochReporter(out, value_range, seed + SAMPLE_SEED_OFFSET, n_epochs)
     print(
-        f"training {preset!r} on {x.shape[0]} {dataset} images"
+        f"training {preset!r} on {_plural(int(x.shape[0]), dataset + ' image')}"
         + (f" from {data}" if data else "") + ": "
-        + (f"{total} steps" if total is not None else "")
-        + (f" ({n_epochs} epochs of {steps_per_epoch})" if n_epochs else "")
+        + (_plural(total, "step") if total is not None else "")
+        + (f" ({_plural(n_epochs, 'epoch')} of {steps_per_epoch})" if n_epochs else "")
         + (f" on {world_size} ranks x batch {bs}" if world_size > 1 else "")
         + f" -> {out}",
         flush=True,
@@ -629,6 +858,44 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 # ---------------------------------------------------------------------------
 
 
+def _checkpoint_error(path: Path, e: BaseException) -> str:
+    """'FILE is not a dcgan checkpoint (why, in plain words)' for a file that checkpoint.read refuses."""
+    msg = str(e)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as oe:
+        return f"{path} cannot be read ({oe.strerror or oe})"
+    if head.startswith(b"\x93NUMPY"):
+        why = ("it is a single NumPy array written by numpy.save; a checkpoint is the .npz archive that "
+               "train writes as OUT/checkpoint.npz, or Trainer.save and save_generator")
+    elif not head:
+        why = "the file is empty"
+    elif head.startswith(b"PK"):
+        if "Object arrays" in msg or "allow_pickle" in msg:
+            why = ("it is a NumPy archive holding pickled Python objects, which dcgan never writes and "
+                   "never loads, since loading a pickle can run code")
+        elif "no meta.json" in msg:
+            why = ("it is a NumPy .npz archive without the meta.json entry every dcgan checkpoint has, so "
+                   "something else wrote it, numpy.savez perhaps")
+        elif "not a readable" in msg:
+            why = ("it starts like a zip archive but cannot be read: it is truncated or damaged, perhaps by "
+                   "an interrupted copy or download")
+        else:  # format, version, meta.json or array problems: checkpoint.read's own words
+            return msg
+    elif "not a readable" in msg or "not a zip" in msg.lower():
+        try:
+            head.decode("utf-8")
+            kind = "a text file"
+        except UnicodeDecodeError:
+            kind = "some other binary file"
+        why = (f"it is {kind}, not the .npz archive that train writes as OUT/checkpoint.npz, or "
+               "Trainer.save and save_generator")
+    else:
+        return msg
+    return f"{path} is not a dcgan checkpoint ({why})"
+
+
 def _cmd_resume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ckpt = Path(args.checkpoint).expanduser()
     if not ckpt.is_file():
@@ -636,15 +903,16 @@ def _cmd_resume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         parser.error(f"argument --out: {out} exists and is not a folder")
-    data = args.data if args.data is not None else (os.environ.get("DCGAN_DATA") or None)
-    if data is None and not args.download and args.dataset != "fashion-mnist":
-        parser.error("no data folder: pass --data DIR or set DCGAN_DATA (or --download)")
+    data = args.data
     _check_data_arg(data, parser)
     dcgan = _import_core()
     from dcgan import checkpoint as ckpt_mod
 
     try:
         meta, _ = ckpt_mod.read(ckpt)
+    except (ValueError, TypeError, KeyError) as e:
+        parser.error(f"argument --checkpoint: {_checkpoint_error(ckpt, e)}")
+    try:
         if meta.get("kind") != "full":
             parser.error(f"argument --checkpoint: {ckpt} holds only a generator (for sampling); "
                          "resume needs a full checkpoint (Trainer.save)")
@@ -654,26 +922,32 @@ def _cmd_resume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             import dataclasses
 
             cfg = dataclasses.replace(saved, threads=args.threads)
+        if getattr(args, "data_only", False):
+            x, _ = _load_data(cfg, args.dataset, data, args, parser)
+            return 0
         trainer = dcgan.Trainer.load(ckpt, cfg=cfg, device=args.device)
     except (ValueError, TypeError, KeyError) as e:
         parser.error(f"argument --checkpoint: {e}")
 
     x, dataset = _load_data(cfg, args.dataset, data, args, parser)
-    bs = int(cfg.batch_size) * int(getattr(trainer, "world_size", 1))
-    spe = x.shape[0] // bs
-    if spe < 1:
-        print(f"error: {x.shape[0]} images, fewer than one batch ({bs})", file=sys.stderr)
+    world_size = int(getattr(trainer, "world_size", 1))
+    problem = _too_few_images(int(x.shape[0]), int(cfg.batch_size), world_size, args, resume=True)
+    if problem is not None:
+        if _main_rank():
+            print(f"error: {problem}", file=sys.stderr)
         return 1
+    spe = x.shape[0] // (int(cfg.batch_size) * world_size)
     epochs = args.epochs if args.epochs is not None else int(cfg.epochs)
     target = epochs * spe
     if args.steps is not None:
         target = args.steps if args.epochs is None else min(args.steps, target)
     start = _steps_done(trainer)
-    out.mkdir(parents=True, exist_ok=True)
     if target <= start:
         print(f"nothing to do: {ckpt} is at step {start}, the target is step {target} "
-              f"({epochs} epochs of {spe}); raise --epochs or --steps", flush=True)
+              f"({_plural(epochs, 'epoch')} of {spe}); --epochs and --steps are totals for the whole run, "
+              "not additional: raise them to train longer", flush=True)
         return 0
+    out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "config.json", {"preset": getattr(cfg, "preset_name", None), "dataset": dataset,
                                       "data": None if data is None else str(data), "config": cfg.to_dict(),
                                       "resumed_from": str(ckpt), "resumed_at_step": start,
@@ -681,8 +955,9 @@ def _cmd_resume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     seed = int(getattr(cfg, "seed", 0) or 0)
     reporter = _EpochReporter(out, tuple(cfg.data_range), seed + SAMPLE_SEED_OFFSET, -(-target // spe),
                               first_step=len(trainer.history.get("d_loss", ())))
-    print(f"resuming {ckpt} at step {start} (epoch {start // spe}) on {x.shape[0]} {dataset} images: "
-          f"{target - start} more steps, to step {target} -> {out}", flush=True)
+    print(f"resuming {ckpt} at step {start} of {target} (epoch {start // spe} of {-(-target // spe)}; "
+          f"epochs and steps are totals, not additional) on {_plural(int(x.shape[0]), dataset + ' image')}: "
+          f"{_plural(target - start, 'more step')} -> {out}", flush=True)
     cbs = _callbacks(args, out, seed + SAMPLE_SEED_OFFSET, dataset, parser, data)
     return _fit(trainer, x, {"steps": target - start}, target, args, out, reporter, cbs, data)
 
@@ -703,6 +978,12 @@ def _cmd_sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     if suffix not in ("", ".png", ".jpg", ".jpeg", ".npy"):
         parser.error(f"argument --out: unsupported file type {out.suffix!r} (use .png or .npy)")
     dcgan = _import_core()
+    from dcgan import checkpoint as ckpt_mod
+
+    try:
+        ckpt_mod.read(ckpt)
+    except (ValueError, TypeError, KeyError) as e:
+        parser.error(f"argument --checkpoint: {_checkpoint_error(ckpt, e)}")
     try:
         g = dcgan.Generator.load(ckpt, device=args.device)
     except (ValueError, TypeError, KeyError) as e:
@@ -721,7 +1002,7 @@ def _cmd_sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         if not suffix:
             out = out.with_suffix(".png")
         sample_grid(imgs, nrow=args.nrow, path=out, value_range=tuple(g.cfg.data_range))
-    print(f"wrote {args.num} samples (seed {seed}) from {ckpt} to {out}", flush=True)
+    print(f"wrote {_plural(args.num, 'sample')} (seed {seed}) from {ckpt} to {out}", flush=True)
     return 0
 
 
@@ -753,7 +1034,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         nproc = getattr(args, "nproc", None)
         if nproc is not None and nproc > 1 and distributed.launched_size() == 1:
-            # Start the ranks: the same command without --nproc, under mpiexec.
+            # Start the ranks: the same command without --nproc, under mpiexec; first make sure
+            # MPI loads, and fetch a dataset that is not here yet, once, instead of once per rank.
+            try:
+                distributed._load_mpi()
+            except RuntimeError as e:
+                parser.error(str(e))
+            if _may_download(getattr(args, "data", None), args):
+                args.data_only = True
+                try:
+                    status = int(args.func(args, args.parser) or 0)
+                except _Exit as e:
+                    status = e.status
+                args.data_only = False
+                if status:
+                    return status
             try:
                 return distributed.launch(nproc, _without_nproc(argv))
             except RuntimeError as e:

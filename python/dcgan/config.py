@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from . import models
 
@@ -44,6 +45,11 @@ class Config:
     samples by its own statistics (PyTorch's ``train()``, as its DCGAN example samples). The
     running averages are trained and saved whichever is chosen. The data range follows the generator's output activation:
     ``tanh`` -> [-1, 1], ``sigmoid`` -> [0, 1]; :meth:`Trainer.fit` scales inputs to it.
+
+    ``cfg.replace(batch_size=64)`` is a validated copy with changes (``preset_name`` carried
+    over). ``repr(cfg)`` lists ``preset_name`` and then, one per line, the fields whose values
+    differ from the dataclass defaults (the defaults are the ``mnist`` preset's), as Python that
+    rebuilds an equal config; :meth:`to_dict` has every field.
     """
 
     arch: str = "mnist"
@@ -220,13 +226,53 @@ class Config:
 
     @classmethod
     def _make(cls, base: Dict[str, Any], overrides: Dict[str, Any]) -> "Config":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise TypeError(f"unknown Config field(s): {', '.join(unknown)}; "
-                            f"known fields: {', '.join(sorted(known))}")
+        cls._check_field_names(overrides)
         base.update(overrides)
         return cls(**base)
+
+    @classmethod
+    def _check_field_names(cls, names: Iterable[str]) -> None:
+        """TypeError naming every unknown field, with the close matches of each."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
+                hints.append(f"{name!r} (did you mean {' or '.join(close)}?)" if close else repr(name))
+            raise TypeError(f"unknown Config field(s): {', '.join(hints)}; "
+                            f"known fields: {', '.join(sorted(known))}")
+
+    def replace(self, **changes: Any) -> "Config":
+        """A validated copy with ``changes`` applied, like :func:`dataclasses.replace`;
+        ``preset_name`` is carried over. An unknown field name raises a TypeError that names it
+        and its close matches (``cfg.replace(batchsize=64)``: did you mean batch_size?)."""
+        self._check_field_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        """``Config(preset_name=..., field=value, ...)``, one field per line: the fields that
+        differ from the dataclass defaults, so ``eval(repr(cfg)) == cfg``."""
+        items = []
+        if self.preset_name != "custom":
+            items.append(("preset_name", self.preset_name))
+        for f in dataclasses.fields(self):
+            if f.name == "preset_name":
+                continue
+            v = getattr(self, f.name)
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if type(v) is not type(default) or v != default:
+                items.append((f.name, v))
+        if not items:
+            return f"{type(self).__name__}()"
+        parts = []
+        for name, v in items:
+            if isinstance(v, list) and v and all(isinstance(e, dict) for e in v):
+                text = "[\n" + "".join(f"        {e!r},\n" for e in v) + "    ]"  # a layer per line
+            else:
+                text = repr(v)
+            parts.append(f"{name}={text}")
+        return f"{type(self).__name__}(" + ",\n    ".join(parts) + ")"
 
     # ------------------------------------------------------------------ derived values
     @property

@@ -33,11 +33,15 @@ def prepare_images(x: Any, image_shape: Sequence[int], data_range: Tuple[float, 
                    input_range: Optional[Tuple[float, float]] = None, name: str = "x") -> np.ndarray:
     """Checks and converts images to float32 NCHW scaled to ``data_range``.
 
-    Layouts: (N, H, W) for one channel, (N, C, H, W) or (N, H, W, C).
-    Scaling rule: uint8 is read as 0..255. A float array is read as ``input_range`` when given;
-    otherwise as [0, 1] if all values lie in [0, 1], as [-1, 1] if they lie in [-1, 1], as
-    0..255 if they lie in [0, 255], and rejected otherwise. The values are then mapped linearly
-    onto ``data_range`` ([-1, 1] for tanh generators, [0, 1] for sigmoid ones).
+    Layouts: (N, H, W) for one channel, (N, C, H, W) or (N, H, W, C). ``x`` may be an array or
+    a nested list.
+    Scaling rule: uint8 is read as 0..255, and so is any other integer dtype (int64, int32, a
+    nested list of Python ints, ...) whose values all lie in 0..255 (other values are refused,
+    naming the range found; bool arrays are refused too). A float array is read as
+    ``input_range`` when given; otherwise as [0, 1] if all values lie in [0, 1], as [-1, 1] if
+    they lie in [-1, 1], as 0..255 if they lie in [0, 255], and rejected otherwise. The values
+    are then mapped linearly onto ``data_range`` ([-1, 1] for tanh generators, [0, 1] for
+    sigmoid ones).
     """
     src = data_source(x, image_shape, data_range, input_range, name)
     c, h, w = (int(v) for v in image_shape)
@@ -57,7 +61,8 @@ _SCAN_CHUNK = 1 << 24
 
 
 def _image_layout(shape: Tuple[int, ...], image_shape: Sequence[int], name: str) -> str:
-    """'nchw' or 'nhwc' for stored images of ``shape`` (N first), or a ValueError."""
+    """'nchw' or 'nhwc' for stored images of ``shape`` (N first), or a ValueError that says what
+    differs (the channel count, the image size) and how to fix it."""
     c, h, w = (int(v) for v in image_shape)
     if len(shape) == 3 and c == 1 and tuple(shape[1:]) == (h, w):
         return "nchw"
@@ -67,12 +72,76 @@ def _image_layout(shape: Tuple[int, ...], image_shape: Sequence[int], name: str)
         return "nhwc"
     layouts = f"(N, {c}, {h}, {w}) or (N, {h}, {w}, {c})" + (f" or (N, {h}, {w})" if c == 1 else "")
     raise ValueError(f"{name} has shape {tuple(shape)}; expected {layouts} for image_shape "
-                     f"{(c, h, w)} (resize the images or set Config.image_shape)")
+                     f"{(c, h, w)}. {_layout_advice(tuple(int(v) for v in shape), (c, h, w))}")
+
+
+def _layout_advice(shape: Tuple[int, ...], image_shape: Tuple[int, int, int]) -> str:
+    """What differs between images stored as ``shape`` and ``image_shape``, and the fix."""
+    c, h, w = image_shape
+    generic = "Reshape or resize the images (dcgan.datasets.resize_images) or set Config.image_shape"
+    # Read the shape as the layout it most likely is: (N, H, W), (N, C, H, W) or (N, H, W, C).
+    if len(shape) == 3:
+        dc, (dh, dw), layout = 1, shape[1:], "nhw"
+    elif len(shape) == 4 and shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4):
+        dc, (dh, dw), layout = shape[1], shape[2:], "nchw"
+    elif len(shape) == 4 and shape[3] in (1, 3, 4):
+        dc, (dh, dw), layout = shape[3], shape[1:3], "nhwc"
+    elif len(shape) == 4 and shape[1] in (1, 3, 4):
+        dc, (dh, dw), layout = shape[1], shape[2:], "nchw"
+    else:
+        return generic + "."
+    if len(shape) == 3 and shape in ((c, h, w), (h, w, c)):
+        return "It looks like a single image: add the batch axis (x[None])."
+    out = []
+    if dc != c:
+        s = "s" if c != 1 else ""
+        out.append(f"The channel count differs: the model expects {c} channel{s}, the data has {dc}.")
+        axis = {"nhw": None, "nchw": 1, "nhwc": -1}[layout]
+        if dc == 1 and c == 3:
+            how = ("np.repeat(x[:, None], 3, axis=1) for grayscale (N, H, W) images" if axis is None else
+                   f"np.repeat(x, 3, axis={axis}) to copy the gray channel")
+            fix = f"convert the data to 3 channels (e.g. {how})"
+        elif dc == 4 and c == 3 and layout == "nhwc":
+            fix = "drop the alpha channel (x[..., :3])"
+        elif dc == 4 and c == 3:
+            fix = "drop the alpha channel (x[:, :3])"
+        elif c == 1:
+            how = {"nchw": "x.mean(axis=1)", "nhwc": "x.mean(axis=-1)"}.get(layout, "")
+            fix = "convert the data to grayscale" + (f" (e.g. {how}, then cast back to the dtype)" if how else "")
+        else:
+            fix = f"convert the data to {c} channels"
+        if dc in (1, 3):
+            example = {(1, 28, 28): ", e.g. Config.mnist()", (3, 32, 32): ", e.g. Config.cifar10()",
+                       (3, 64, 64): ", e.g. Config.dcgan64()"}.get((dc, dh, dw), "")
+            fix += f", or pick a {dc}-channel config (image_shape=({dc}, {dh}, {dw}){example})"
+        out.append(fix[0].upper() + fix[1:] + ".")
+    if (dh, dw) != (h, w):
+        out.append(f"The image size differs{' too' if dc != c else ''}: the data is {dh}x{dw}, the model "
+                   f"expects {h}x{w}. Resize the images (dcgan.datasets.resize_images(x, ({h}, {w})) takes "
+                   f"uint8 (N, H, W) or (N, H, W, C)) or set Config.image_shape.")
+    if not out:  # channels and size agree: a layout the loader does not know, e.g. (N, H, C, W)
+        return generic + "."
+    return " ".join(out)
 
 
 def _check_dtype(dtype: np.dtype, name: str) -> None:
-    if dtype == np.bool_ or not (np.issubdtype(dtype, np.floating) or dtype == np.uint8):
-        raise TypeError(f"{name} must be uint8 or floating point images, got dtype {dtype}")
+    """Images are uint8 or floating point, or another integer dtype (converted to uint8 once its
+    values are checked to lie in 0..255)."""
+    accepted = "uint8 or floating point (or any integer dtype holding 0..255 pixel values)"
+    if dtype == np.bool_:
+        raise TypeError(f"{name} is a boolean array; images must be {accepted}: for a 0/1 mask pass "
+                        f"x.astype(np.uint8) * 255 or x.astype(np.float32)")
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise TypeError(f"{name} must be {accepted} images, got dtype {dtype}")
+
+
+def _integers_to_uint8(x: np.ndarray, name: str) -> np.ndarray:
+    """A C-contiguous uint8 copy of an integer array whose values all lie in 0..255."""
+    mn, mx = int(x.min()), int(x.max())
+    if mn < 0 or mx > 255:
+        raise ValueError(f"{name} holds integers in [{mn}, {mx}]; integer images must hold 0..255 pixel "
+                         f"values (or pass floats with input_range=(low, high))")
+    return x.astype(np.uint8, order="C")
 
 
 def _scan_range(chunks: Iterable[np.ndarray], shape: Tuple[int, ...], name: str) -> Tuple[float, float]:
@@ -146,8 +215,10 @@ def data_source(x: Any, image_shape: Sequence[int], data_range: Tuple[float, flo
     ``x``: a NumPy array (or ``np.memmap``) in one of :func:`prepare_images`' layouts, or the
     path of a ``.npy`` file holding one (read a batch at a time: the file may be larger than
     memory). uint8 and float32 arrays are held as given, NCHW or NHWC; the core gathers,
-    converts and scales each batch. Other float dtypes are converted to float32 once, and a
-    non-contiguous array is made contiguous once.
+    converts and scales each batch. Other float dtypes are converted to float32 once, other
+    integer dtypes (and nested lists of ints) to uint8 once after checking that their values
+    lie in 0..255, and a non-contiguous array is made contiguous once. A ``.npy`` file read per
+    batch must hold uint8 or little-endian float32.
     """
     if isinstance(x, (str, os.PathLike)):
         return _npy_source(Path(x), image_shape, data_range, input_range)
@@ -160,7 +231,9 @@ def data_source(x: Any, image_shape: Sequence[int], data_range: Tuple[float, flo
     if x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape}); expected images of shape (N, {c}, {h}, {w})")
     layout = _image_layout(x.shape, image_shape, name)
-    if x.dtype != np.uint8 and x.dtype != np.float32:
+    if np.issubdtype(x.dtype, np.integer) and x.dtype != np.uint8:
+        x = _integers_to_uint8(x, name)
+    elif x.dtype != np.uint8 and x.dtype != np.float32:
         x = x.astype(np.float32)
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
@@ -192,6 +265,11 @@ def _npy_source(path: Path, image_shape: Sequence[int], data_range: Tuple[float,
     except (ValueError, OSError, SyntaxError) as e:
         raise ValueError(f"{name} is not a readable .npy file: {e}") from e
     _check_dtype(dtype, name)
+    if np.issubdtype(dtype, np.integer) and dtype != np.uint8:
+        raise TypeError(f"{name} holds {dtype} images; a .npy file read per batch must hold uint8 or floating "
+                        f"point (little-endian float32) images. Convert it once (np.save(path, "
+                        f"np.load(path).astype(np.uint8)) once its values are checked to lie in 0..255), or pass "
+                        f"np.load(path) (an integer array in memory is converted to uint8)")
     if dtype not in (np.dtype(np.uint8), np.dtype("<f4")):
         raise TypeError(f"{name} holds {dtype} images; a .npy read per batch must be uint8 or "
                         f"little-endian float32 (convert it once with np.save)")
@@ -258,6 +336,24 @@ class _StopOnInterrupt:
 
 
 # --------------------------------------------------------------------------------------- trainer
+class Summary(str):
+    """The text of :meth:`Trainer.summary`: a ``str`` (print it, search it, write it to a file)
+    that displays as the multi-line table: its ``repr`` is the table, IPython pretty-prints it
+    as is, and Jupyter renders it as preformatted HTML."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str.__str__(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str.__str__(self))
+
+    def _repr_html_(self) -> str:
+        import html
+        return f"<pre>{html.escape(str.__str__(self))}</pre>"
+
+
 class Trainer:
     """Trains a GAN described by a :class:`Config`; every step runs in the C++ core.
 
@@ -332,8 +428,10 @@ class Trainer:
 
         ``x``: uint8 or float images shaped (N, H, W), (N, C, H, W) or (N, H, W, C), as an array,
         an ``np.memmap``, or the path of a ``.npy`` file (read a batch at a time, so it may be
-        larger than memory); see :func:`prepare_images` for the scaling rule. The data is held as
-        given (uint8 stays uint8); each batch is gathered, converted and scaled by the backend.
+        larger than memory); see :func:`prepare_images` for the scaling rule. Other integer
+        arrays (int64, int32, nested lists of ints) holding 0..255 are converted to uint8 once.
+        The data is held as given (uint8 stays uint8, a uint8 or float32 memmap is not copied);
+        each batch is gathered, converted and scaled by the backend.
         Each epoch visits a fresh seeded shuffle of the data in batches of ``cfg.batch_size``
         (the last incomplete batch is dropped).
         Ctrl-C stops at a step boundary; the trainer stays consistent and ``fit`` can be called
@@ -528,7 +626,10 @@ class Trainer:
             return OrderedDict(self._core.precise_bn_state().items())
 
     def discriminate(self, x: Any, input_range: Optional[Tuple[float, float]] = None) -> np.ndarray:
-        """D's probability that each image is real (inference mode), float32 (N,)."""
+        """D's probability that each image is real (inference mode), float32 (N,).
+
+        ``x`` as :meth:`fit` takes it (uint8, other integers in 0..255, or floats; see
+        :func:`prepare_images`)."""
         data = prepare_images(x, self.cfg.image_shape, self.cfg.data_range, input_range)
         logits = self._core.discriminate(data)
         return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
@@ -550,15 +651,21 @@ class Trainer:
     def num_params(self, net: str = "generator") -> int:
         return int(self._core.n_params(self._net(net)))
 
-    def summary(self) -> str:
-        """A Keras-like table of both networks' layers, shapes and parameter counts."""
+    def summary(self) -> "Summary":
+        """A Keras-like table of both networks' layers, shapes and parameter counts.
+
+        Returns a :class:`Summary`: a ``str`` holding the table, so ``print(tr.summary())``
+        prints it and ``"conv2d" in tr.summary()`` works, whose ``repr`` is the table itself, so
+        a bare ``tr.summary()`` at the Python prompt or as the last line of a Jupyter cell shows
+        the multi-line table (preformatted HTML in Jupyter) instead of an escaped one-line string.
+        """
         lines = []
         for net in NETS:
             lines.append(f"{net}  ({self.num_params(net):,} trainable parameters)")
             for d in self._core.describe(net):
                 lines.append(f"  {d['index']:>3}  {d['type']:<17} {str(d['in_shape']):>16} -> "
                              f"{str(d['out_shape']):<16} {d['params']:>10,}")
-        return "\n".join(lines)
+        return Summary("\n".join(lines))
 
     def __repr__(self) -> str:
         return (f"Trainer(preset={self.cfg.preset_name!r}, arch={self.cfg.arch!r}, step={self.step_count}, "

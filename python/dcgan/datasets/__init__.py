@@ -68,7 +68,9 @@ module                 holds
                        checksums, safe extraction, :class:`DownloadError`
 :mod:`._paths`         ``DCGAN_DATA`` / ``DCGAN_CACHE``, :func:`cache_dir`,
                        :func:`resolve_dir`
-this file              :data:`LOADERS` and :func:`load`, and every public name above
+this file              :data:`LOADERS` and :func:`load`, :func:`search_dirs` and
+                       :func:`download_dir` (for "looked in ..." messages), and every
+                       public name above
 =====================  ==========================================================
 
 Module-level settings are read where they are defined, so patch them there:
@@ -79,14 +81,17 @@ shared by all modules, so changing its items works through any of them.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+import os
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._paths import CACHE_ENV, DATA_ENV, PathLike, cache_dir, resolve_dir
+from . import idx as _idx
+from ._paths import CACHE_ENV, DATA_ENV, PathLike, _default_dirs, _download_dir, cache_dir, resolve_dir
 from .cifar import CIFAR10_CLASSES, UnsafePickleError, load_cifar10, read_cifar_batch, read_cifar_bin
 from .download import DOWNLOAD_TIMEOUT, REMOTES, DownloadError, Remote, download_file, file_digest
-from .folder import IMAGE_EXTENSIONS, load_image_folder, resize_images
+from .folder import IMAGE_EXTENSIONS, UnreadableImageError, load_image_folder, resize_images
 from .idx import (FASHION_MNIST_CLASSES, FASHION_MNIST_SYSTEM_DIRS, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC,
                   load_fashion_mnist, load_mnist, read_idx)
 
@@ -97,8 +102,11 @@ __all__ = [
     "CIFAR10_CLASSES",
     "FASHION_MNIST_CLASSES",
     "DownloadError",
+    "UnreadableImageError",
     "UnsafePickleError",
     "cache_dir",
+    "download_dir",
+    "search_dirs",
     "load",
     "load_mnist",
     "load_fashion_mnist",
@@ -145,3 +153,37 @@ def load(
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(LOADERS))}")
     kwargs = {"download": True} if download else {}  # loaders registered without download work too
     return LOADERS[key](root=root, split=split, **kwargs)
+
+
+#: Dataset name -> its sub-folder under ``$DCGAN_DATA`` and the download cache.
+SUBDIRS: Dict[str, str] = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10"}
+
+
+def search_dirs(name: str) -> List[Path]:
+    """The folders :func:`load` looks in, in order, for ``name`` when no ``root`` is given.
+
+    ``$DCGAN_DATA/<subfolder>`` and ``$DCGAN_DATA`` (when set), system-wide folders
+    (Fashion-MNIST's Debian package), then the download cache ``cache_dir()/<subfolder>``.
+    For messages such as "looked in ..."; nothing is created.
+    """
+    key = _canonical(name)
+    if key not in SUBDIRS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(SUBDIRS))}")
+    if key == "cifar10":  # as cifar._find_cifar searches
+        env = os.environ.get(DATA_ENV)
+        out: List[Path] = []
+        if env:
+            e = Path(env).expanduser()
+            out += [e / "cifar10", e / "cifar10-subset", e]
+        return out + [cache_dir() / "cifar10"]
+    system = [d for d in _idx.FASHION_MNIST_SYSTEM_DIRS if Path(d).is_dir()] if key == "fashion-mnist" else []
+    return _default_dirs(SUBDIRS[key], system)
+
+
+def download_dir(name: str, root: Optional[PathLike] = None) -> Path:
+    """Where ``load(name, root, download=True)`` puts the files it downloads: ``root`` if given,
+    else ``$DCGAN_DATA/<subfolder>`` if ``DCGAN_DATA`` is set, else ``cache_dir()/<subfolder>``."""
+    key = _canonical(name)
+    if key not in SUBDIRS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(SUBDIRS))}")
+    return _download_dir(root, SUBDIRS[key])

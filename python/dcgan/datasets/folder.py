@@ -91,6 +91,19 @@ def resize_images(
     return out
 
 
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded (``load_image_folder`` without ``skip_bad``).
+
+    ``path`` is the file and ``reason`` what went wrong, so that a caller (the command line)
+    can word its own advice; the message names both.
+    """
+
+    def __init__(self, message: str, path: Path, reason: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
 #: File suffixes :func:`load_image_folder` reads (case-insensitive).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -194,7 +207,8 @@ def load_image_folder(
     FileNotFoundError
         ``root`` is not a folder or holds no PNG/JPEG file.
     ValueError
-        A corrupt or truncated image (unless ``skip_bad``), bad arguments.
+        A corrupt or truncated image (:class:`UnreadableImageError`, unless ``skip_bad``),
+        bad arguments.
     """
     from PIL import Image
 
@@ -226,9 +240,11 @@ def load_image_folder(
         try:
             img = _read_image(p, int(size), mode, filt)
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, zlib.error) as e:
-            msg = f"{p}: cannot read image ({type(e).__name__}: {e})"
+            reason = f"{type(e).__name__}: {e}"
+            msg = f"{p}: cannot read image ({reason})"
             if not skip_bad:
-                raise ValueError(msg + "; pass skip_bad=True to skip unreadable files") from None
+                raise UnreadableImageError(msg + "; pass skip_bad=True to skip unreadable files", p,
+                                           reason) from None
             warnings.warn("skipping " + msg, stacklevel=2)
             skipped += 1
             continue
