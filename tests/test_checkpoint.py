@@ -98,6 +98,21 @@ def test_damaged_files(tmp_path):
         dcgan.Trainer.load(tmp_path / "pickle.npz")
 
 
+def test_npy_header_cut_inside_a_bracket(tmp_path):
+    # Found by fuzzing: NumPy parses a .npy header as Python source, and one that ends inside a
+    # bracket raised tokenize.TokenError out of checkpoint.read.
+    import zipfile
+
+    header = b"{'descr': '|u1', 'fortran_order': False, 'shape': (3,"
+    header += b" " * (63 - len(header) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"abc"
+    p = tmp_path / "ck.npz"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("meta.json.npy", npy)
+    with pytest.raises(ValueError, match="not a readable dcgan checkpoint"):
+        dcgan.checkpoint.read(p)
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     tr = dcgan.Trainer(small_cfg())
     p = tr.save(tmp_path / "ck.npz")

@@ -465,6 +465,38 @@ def test_cifar10_eval_and_other_globals_refused(tmp_path):
     assert issubclass(UnsafePickleError, pickle.UnpicklingError)
 
 
+@pytest.mark.parametrize("cls", ["bytes", "bytearray"])
+def test_cifar10_pickle_asking_for_a_huge_buffer_is_refused(tmp_path, cls):
+    # Found by fuzzing: bytes(n) / bytearray(n) in a 40-byte pickle allocates n zero bytes
+    # (8 GiB here) before anything can check the result.
+    import resource
+
+    p = tmp_path / "data_batch_1"
+    p.write_bytes(b"\x80\x02c__builtin__\n" + cls.encode() + b"\nq\x00\x8a\x05\x00\x00\x00\x00\x02\x85q\x01Rq\x02.")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UnsafePickleError, match=rf"refusing {cls}\(8589934592\)"):
+        read_cifar_batch(p)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: nothing allocated
+    # What a pickle may still do with them: bytes from bytes, and from a str with its encoding.
+    ok = tmp_path / "data_batch_2"
+    ok.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2]}, protocol=2))
+    x, y = read_cifar_batch(ok)
+    assert x.shape == (2, 32, 32, 3) and list(y) == [1, 2]
+
+
+def test_cifar10_pickle_with_a_huge_memo_index_is_refused(tmp_path):
+    # Found by fuzzing: LONG_BINPUT 200,000,000 makes CPython's unpickler grow its memo table to
+    # that many slots (several GB, zero-filled) from a 20-byte file.
+    import resource
+
+    p = tmp_path / "data_batch_1"
+    p.write_bytes(b"\x80\x02}r" + (200_000_000).to_bytes(4, "little") + b".")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UnsafePickleError, match="memo slot 200000000"):
+        read_cifar_batch(p)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+
+
 def test_cifar10_truncated_pickle(tmp_path, cifar_subset):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()

@@ -22,6 +22,7 @@ import numbers
 import os
 import re
 import struct
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
@@ -36,8 +37,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 KINDS = ("full", "generator")
 # What zipfile and np.load raise on a damaged archive (found by fuzzing: a mutated version
 # field gives NotImplementedError, a mutated header struct.error).
+# tokenize.TokenError and SyntaxError: NumPy parses a .npy header as Python source (a header cut
+# short inside a bracket raises TokenError; found by fuzzing).
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, KeyError, IndexError,
-               NotImplementedError, RuntimeError, OverflowError, UnicodeDecodeError, struct.error, MemoryError)
+               NotImplementedError, RuntimeError, OverflowError, UnicodeDecodeError, struct.error, MemoryError,
+               tokenize.TokenError, SyntaxError)
 NETS = ("generator", "discriminator")
 #: Largest counter a checkpoint may hold (the core's limit: far beyond any run, and safe from
 #: overflow in everything derived from it).

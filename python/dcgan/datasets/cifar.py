@@ -115,6 +115,10 @@ def _numpy_globals() -> Dict[Tuple[str, str], Any]:
 #: containers admitted (an official one nests 3 deep): both checked before unpickling.
 MAX_BATCH_BYTES = 256 << 20
 MAX_PICKLE_DEPTH = 32
+# Largest memo index a pickle may store to: CPython's unpickler grows its memo table to the index
+# (8 bytes a slot, zero-filled), so a 6-byte LONG_BINPUT could ask for gigabytes (found by
+# fuzzing). A CIFAR-10 batch uses a handful.
+MAX_MEMO_INDEX = 1 << 16
 # Opcodes that change an object already on the stack (the object keeps its depth unless what
 # is added is deeper); every other opcode that pops builds a new object one level deeper.
 _IN_PLACE = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "BUILD", "ADDITEMS"}
@@ -153,6 +157,10 @@ def _check_pickle_shape(data: bytes, path: Path) -> None:
                 raise UnsafePickleError(f"the pickle nests containers more than {MAX_PICKLE_DEPTH} deep "
                                         f"(a CIFAR-10 batch nests 3)")
             if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                index = arg if op.name != "MEMOIZE" else len(memo)
+                if not isinstance(index, int) or index > MAX_MEMO_INDEX:
+                    raise UnsafePickleError(f"the pickle stores to memo slot {index!r}; a CIFAR-10 batch uses "
+                                            f"a few (the unpickler would allocate a table that large)")
                 if stack and stack[-1] is not None:
                     memo[arg if op.name != "MEMOIZE" else len(memo)] = stack[-1]
             if op.name in ("GET", "BINGET", "LONG_BINGET"):
@@ -164,6 +172,19 @@ def _check_pickle_shape(data: bytes, path: Path) -> None:
         raise
     except ValueError as e:
         raise ValueError(f"corrupt pickle: {e}") from None
+
+
+def _sized(cls: type) -> Any:
+    """``bytes``/``bytearray`` as a pickle may call them, except with a size: ``bytes(n)``
+    allocates n zero bytes, so a 30-byte file could ask for gigabytes (found by fuzzing)."""
+
+    def make(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise UnsafePickleError(f"refusing {cls.__name__}({args[0]!r}) in a pickle: a CIFAR-10 batch never "
+                                    f"allocates zero-filled buffers, and it could ask for any amount of memory")
+        return cls(*args)
+
+    return make
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -179,8 +200,8 @@ class _CifarUnpickler(pickle.Unpickler):
             allowed = _numpy_globals()
             allowed.update({
                 ("_codecs", "encode"): _codecs_encode,
-                ("builtins", "bytes"): bytes, ("__builtin__", "bytes"): bytes,
-                ("builtins", "bytearray"): bytearray, ("__builtin__", "bytearray"): bytearray,
+                ("builtins", "bytes"): _sized(bytes), ("__builtin__", "bytes"): _sized(bytes),
+                ("builtins", "bytearray"): _sized(bytearray), ("__builtin__", "bytearray"): _sized(bytearray),
             })
             type(self)._allowed = allowed
         fn = allowed.get((module, name))
