@@ -18,52 +18,16 @@ import time
 import numpy as np
 
 
-def same_split(total):
-    return total // 2, total - total // 2
+def _t_forward():
+    """tests/make_fixtures.py's functional forward of a layer list (TensorFlow "same" padding,
+    BatchNorm with running statistics, dropout)."""
+    import sys
+    from pathlib import Path
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from make_fixtures import t_forward
 
-def forward(F, torch, layers, p, x, training, state):
-    for i, L in enumerate(layers):
-        t = L["type"]
-        W, b = p.get(f"{i}.weight"), p.get(f"{i}.bias")
-        if t == "dense":
-            x = F.linear(x, W, b)
-        elif t == "conv2d":
-            k, s = L["kernel"], L["stride"]
-            h, w = x.shape[2:]
-            pads = []
-            for n in (w, h):
-                out = -(-n // s)
-                pads += same_split(max((out - 1) * s + k - n, 0))
-            x = F.conv2d(F.pad(x, pads), W, b, stride=s)
-        elif t == "conv_transpose2d":
-            k, s = L["kernel"], L["stride"]
-            h, w = x.shape[2:]
-            full = F.conv_transpose2d(x, W, b, stride=s)
-            lo_h, _ = same_split((h - 1) * s + k - h * s)
-            lo_w, _ = same_split((w - 1) * s + k - w * s)
-            x = full[:, :, lo_h:lo_h + h * s, lo_w:lo_w + w * s]
-        elif t == "batchnorm":
-            rm, rv = state[i]
-            x = F.batch_norm(x, rm, rv, W, b, training=training, momentum=L.get("momentum", 0.1),
-                             eps=L.get("eps", 1e-5))
-        elif t == "leaky_relu":
-            x = F.leaky_relu(x, L["slope"])
-        elif t == "relu":
-            x = F.relu(x)
-        elif t == "tanh":
-            x = torch.tanh(x)
-        elif t == "sigmoid":
-            x = torch.sigmoid(x)
-        elif t == "dropout":
-            x = F.dropout(x, L["p"], training=training)
-        elif t == "reshape":
-            x = x.reshape(x.shape[0], *L["shape"])
-        elif t == "flatten":
-            x = x.flatten(1)
-        else:
-            raise ValueError(f"layer type {t} not handled here")
-    return x
+    return t_forward
 
 
 def windows(h, every):
@@ -124,6 +88,7 @@ def main() -> None:
         import torch
         import torch.nn.functional as F
 
+        t_forward = _t_forward()
         torch.manual_seed(a.seed)
         torch.set_num_threads(a.threads)
         G, D = cfg.layers()
@@ -153,9 +118,9 @@ def main() -> None:
             real = X[perm[pos:pos + b]]
             pos += b
             z = torch.randn(b, cfg.z_dim) if cfg.noise == "normal" else torch.rand(b, cfg.z_dim) * 2 - 1
-            fake = forward(F, torch, G, tg, z, True, gs)
-            out_r = forward(F, torch, D, td, real, True, ds).reshape(-1)
-            out_f = forward(F, torch, D, td, fake if cfg.joint else fake.detach(), True, ds).reshape(-1)
+            fake = t_forward(G, tg, z, True, gs)
+            out_r = t_forward(D, td, real, True, ds).reshape(-1)
+            out_f = t_forward(D, td, fake if cfg.joint else fake.detach(), True, ds).reshape(-1)
             l_d = bce(out_r, target) + bce(out_f, 0.0)
             opt_d.zero_grad()
             if cfg.joint:
@@ -172,7 +137,7 @@ def main() -> None:
                 l_d.backward()
                 opt_d.step()
                 opt_g.zero_grad()
-                l_g = bce(forward(F, torch, D, td, fake, True, ds).reshape(-1), 1.0)
+                l_g = bce(t_forward(D, td, fake, True, ds).reshape(-1), 1.0)
                 l_g.backward()
                 opt_g.step()
             hist["d_loss"].append(l_d.item())
@@ -182,7 +147,7 @@ def main() -> None:
         print(f"torch: {a.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
         rows_t = windows(hist, a.every)
         with torch.no_grad():
-            s_t = forward(F, torch, G, tg, torch.randn(512, cfg.z_dim), True, gs).numpy()
+            s_t = t_forward(G, tg, torch.randn(512, cfg.z_dim), True, gs).numpy()
 
     print(f"\n{a.preset} batch {a.batch}, {a.images} images, {a.steps} steps, overrides {over or 'none'}")
     print("steps      | dcgan: d_loss g_loss  D(x)  D(G(z)) | torch: d_loss g_loss  D(x)  D(G(z))")
