@@ -250,7 +250,7 @@ def test_case_config_is_the_configs(case):
     cfg = case_config(fx)
     # The fixture describes the model and the step, not where or how they run (no device or
     # device option on either side) nor how samples are drawn afterwards (bn_inference).
-    where = ("device", "tf32", "bn_inference", "precise_bn_samples", "distributed", "sync_bn",
+    where = ("device", "tf32", "precision", "bn_inference", "precise_bn_samples", "distributed", "sync_bn",
              "check_replicas_every")
     got = {k: v for k, v in dict(cfg.core_config(), threads=0).items() if k not in where}
     want = {k: v for k, v in fx["config"].items() if k not in where}

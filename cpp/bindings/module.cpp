@@ -17,6 +17,7 @@
 #include "core/layer_kinds.hpp"
 #include "core/parse.hpp"
 #include "core/registry.hpp"
+#include "cpu/cpu_backend.hpp"
 #ifdef DCGAN_WITH_NCCL
 #include "cuda/cuda_backend.hpp"
 #endif
@@ -123,6 +124,7 @@ std::unique_ptr<Backend> backend_from(const py::dict& d) {
   o.threads = get<int>(d, "threads", 0);
   o.tf32 = get<bool>(d, "tf32", false);
   o.device = get<int>(d, "device_index", -1);
+  o.precision = get<std::string>(d, "precision", "fp32");
   return make_backend(get<std::string>(d, "device", "cpu"), o);
 }
 
@@ -542,6 +544,13 @@ class PyTrainer {
     TrainerLock guard(mu_);
     return t_.recording_status();
   }
+  py::dict step_flops() {
+    const StepFlops f = t_.step_flops();
+    py::dict d;
+    d["forward"] = f.forward, d["backward_data"] = f.backward_data;
+    d["backward_weights"] = f.backward_weights, d["total"] = f.total();
+    return d;
+  }
   int world_size() { return t_.comm().size(); }
   int rank() { return t_.comm().rank(); }
   std::string communicator() { return t_.comm().name(); }
@@ -786,6 +795,24 @@ PYBIND11_MODULE(_core, m) {
 #else
   m.attr("has_nccl") = false;
 #endif
+  m.def(
+      "cpu_peak",
+      [](int threads, double seconds) {
+        if (threads < 0 || threads > 256) throw InvalidArgument("threads must be in [0, 256]");
+        if (!(seconds > 0 && seconds <= 10)) throw InvalidArgument("seconds must be in (0, 10]");
+        cpu::CpuPeak r;
+        {
+          py::gil_scoped_release nogil;
+          r = cpu::measure_fp32_peak(threads, seconds);
+        }
+        py::dict d;
+        d["isa"] = r.isa, d["threads"] = r.threads, d["vector_bits"] = r.vector_bits;
+        d["ghz"] = r.ghz, d["gflops"] = r.gflops, d["flops_per_cycle"] = r.flops_per_cycle;
+        return d;
+      },
+      py::arg("threads") = 0, py::arg("seconds") = 0.5,
+      "The CPU's fp32 peak GFLOP/s on `threads` threads, measured: clock from dependent adds, "
+      "FMA throughput in the vector width of the ISA oneDNN dispatches to.");
   m.def("layer_kinds", &layer_kinds_dict,
         "The layer-kind table: each kind's fields (type, default, doc) and shape rule.");
   m.def("sample_indices", &sample_indices, py::arg("n"), py::arg("batch"), py::arg("seed"),
@@ -818,6 +845,8 @@ PYBIND11_MODULE(_core, m) {
       .def("set_train_state", &PyTrainer::set_train_state, py::arg("state"))
       .def("n_params", &PyTrainer::n_params, py::arg("net"))
       .def("describe", &PyTrainer::describe_net, py::arg("net"))
+      .def("step_flops", &PyTrainer::step_flops,
+           "FLOPs of one training step's conv/convT/dense layers (2 per multiply-add) by pass.")
       .def("steps_per_epoch", &PyTrainer::steps_per_epoch)
       .def("steps_left_in_epoch", &PyTrainer::steps_left_in_epoch)
       .def_property_readonly("device", &PyTrainer::device)

@@ -91,6 +91,10 @@ class Config:
     # CUDA: allow TF32 tensor-core math in convolutions and GEMMs (faster, ~1e-3 relative
     # rounding instead of fp32's ~1e-7; off by default since it changes the numerics).
     tf32: bool = False
+    # Arithmetic of the training step: "fp32", or "bf16" on CPUs with AVX512-BF16 or AMX
+    # (activations, convolutions and their gradients in bfloat16; weights, weight gradients,
+    # BatchNorm statistics and Adam in fp32). Refused, naming the ISA, on CPUs without it.
+    precision: str = "fp32"
     # CUDA: replay the training step as a recorded CUDA graph (after one eager warm-up step).
     cuda_graph: bool = True
     # Data-parallel runs (several MPI ranks, see dcgan.distributed): "auto" trains as one job
@@ -311,7 +315,7 @@ class Config:
             "lr_g": self.effective_lr_g, "lr_d": self.effective_lr_d,
             "beta1_g": bg[0], "beta2_g": bg[1], "beta1_d": bd[0], "beta2_d": bd[1],
             "adam_eps": self.adam_eps, "noise": self.noise, "seed": self.seed, "threads": self.threads,
-            "device": self.device, "tf32": self.tf32, "bn_inference": self.bn_inference,
+            "device": self.device, "tf32": self.tf32, "precision": self.precision, "bn_inference": self.bn_inference,
             "precise_bn_samples": self.precise_bn_samples, "sync_bn": self.sync_bn,
         }
 
@@ -374,6 +378,9 @@ class Config:
                              f"ends the process when it cannot create the threads asked for), got {self.threads!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a backend name such as 'cpu' (see dcgan.backends()), got {self.device!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16' (bfloat16 activations and convolutions on CPUs "
+                             f"with AVX512-BF16 or AMX), got {self.precision!r}")
         if self.distributed not in ("auto", "off"):
             raise ValueError(f"distributed must be 'auto' (one job across the MPI ranks this process was "
                              f"launched with) or 'off', got {self.distributed!r}")

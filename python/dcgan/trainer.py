@@ -651,6 +651,20 @@ class Trainer:
     def num_params(self, net: str = "generator") -> int:
         return int(self._core.n_params(self._net(net)))
 
+    def step_flops(self) -> Dict[str, float]:
+        """Floating-point operations of one training step on this process, by pass.
+
+        Counted from the layer plan as the step runs it: the forward passes of both networks,
+        the input gradients each backward pass computes (none below a network's first layer
+        with parameters unless the caller needs them) and the weight gradients (none for D in
+        the G step). Only convolutions, transposed convolutions and dense layers count, at 2
+        FLOPs per multiply-add, and only kernel taps over real pixels (those over zero padding are
+        not work on the data). BatchNorm, activations, dropout, losses and Adam are memory-bound
+        and under 1% of the total. Keys: ``forward``, ``backward_data``,
+        ``backward_weights``, ``total``. Divide ``total`` by the seconds per step for FLOP/s.
+        """
+        return {k: float(v) for k, v in self._core.step_flops().items()}
+
     def summary(self) -> "Summary":
         """A Keras-like table of both networks' layers, shapes and parameter counts.
 

@@ -95,6 +95,9 @@ struct BackendOptions {
   int threads = 0;    // CPU: OpenMP threads (0: the runtime's default)
   bool tf32 = false;  // CUDA: allow TF32 tensor-core math in convolutions and GEMMs
   int device = -1;    // CUDA: device ordinal (-1: the current device)
+  // "fp32", or "bf16" (CPU: activations and convolutions in bfloat16 on CPUs with AVX512-BF16
+  // or AMX; weights, gradients and Adam in fp32). Backends refuse what they cannot run.
+  std::string precision = "fp32";
 };
 
 class Backend {

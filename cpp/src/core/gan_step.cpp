@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/init.hpp"
+#include "core/layer_kinds.hpp"
 #include "core/precise_bn.hpp"
 #include "core/rng.hpp"
 
@@ -401,6 +402,71 @@ void GanTrainer::device_step() {
     g_backward_from_d();
   }
   end_step();
+}
+
+namespace {
+// Kernel taps that land on real (not padding) positions, summed over one spatial axis.
+// Conv: output o reads input o*stride - lo + k; ConvT: input i writes output i*stride - lo + k.
+double valid_taps(int64_t positions, int64_t stride, int64_t lo, int64_t kernel, int64_t limit) {
+  int64_t taps = 0;
+  for (int64_t p = 0; p < positions; ++p)
+    for (int64_t k = 0; k < kernel; ++k) {
+      const int64_t at = p * stride - lo + k;
+      taps += at >= 0 && at < limit;
+    }
+  return static_cast<double>(taps);
+}
+}  // namespace
+
+double layer_macs(const ResolvedLayer& L, int64_t batch) {
+  const LayerSpec& s = L.spec;
+  const double b = static_cast<double>(batch);
+  const double ic = static_cast<double>(L.in[0]), oc = static_cast<double>(s.out);
+  switch (s.kind) {
+    case LayerKind::Dense:
+      return b * ic * oc;
+    case LayerKind::Conv2d:  // output pixel x tap (in bounds) x in-channel x out-channel
+      return b * ic * oc * valid_taps(L.out[1], s.stride, L.pad_h.lo, s.kernel, L.in[1]) *
+             valid_taps(L.out[2], s.stride, L.pad_w.lo, s.kernel, L.in[2]);
+    case LayerKind::ConvTranspose2d:  // input pixel x tap (in bounds) x in- x out-channel
+      return b * ic * oc * valid_taps(L.in[1], s.stride, L.pad_h.lo, s.kernel, L.out[1]) *
+             valid_taps(L.in[2], s.stride, L.pad_w.lo, s.kernel, L.out[2]);
+    default:
+      return 0;
+  }
+}
+
+StepFlops GanTrainer::step_flops() const {
+  StepFlops f;
+  const int64_t B = cfg_.batch;
+  auto forward = [&](const NetPlan& p) {
+    for (const ResolvedLayer& L : p.layers) f.forward += 2 * layer_macs(L, B);
+  };
+  // As NetExec::backward: a layer computes its input gradient when the caller needs the
+  // network's (need_d_input) or a layer below it has parameters; weight gradients when slot >= 0.
+  auto backward = [&](const NetPlan& p, bool need_d_input, bool weights) {
+    bool params_below = false;
+    for (const ResolvedLayer& L : p.layers) {
+      const double flops = 2 * layer_macs(L, B);
+      if (need_d_input || params_below) f.backward_data += flops;
+      if (weights) f.backward_weights += flops;
+      params_below = params_below || layer_kind(L.spec.kind).has_params;
+    }
+  };
+  // device_step, pass by pass.
+  for (int k = 0; k < cfg_.n_critic; ++k) {
+    forward(d_plan_), backward(d_plan_, false, true);  // D on real images
+    forward(g_plan_), forward(d_plan_), backward(d_plan_, false, true);  // D on fakes
+    if (cfg_.joint) {
+      backward(d_plan_, true, false), backward(g_plan_, false, true);  // G through that pass
+      return f;
+    }
+  }
+  for (int j = 0; j < cfg_.g_steps; ++j) {
+    if (j > 0) forward(g_plan_);
+    forward(d_plan_), backward(d_plan_, true, false), backward(g_plan_, false, true);
+  }
+  return f;
 }
 
 void GanTrainer::collect(const float* dev_stats, int64_t steps, StepStats* out) {

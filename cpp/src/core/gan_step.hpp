@@ -42,6 +42,23 @@ struct GanConfig {
   bool sync_bn = false;
 };
 
+// Floating-point operations of one training step's convolutions, transposed convolutions and
+// dense layers (2 per multiply-add), by pass, as device_step runs them: which networks run
+// forward, which backward passes compute input gradients (none below a network's first
+// parameterised layer unless the caller needs them) and which compute weight gradients (none
+// for D in the G step). BatchNorm, activations, dropout, losses and Adam are not counted: they
+// are memory-bound and under 1% of the multiply-adds of every preset.
+struct StepFlops {
+  double forward = 0, backward_data = 0, backward_weights = 0;
+  double total() const { return forward + backward_data + backward_weights; }
+};
+
+// Multiply-adds of one forward pass of a Dense/Conv2d/ConvTranspose2d layer over `batch`
+// samples (0 for other layers); backward-data and backward-weights each do as many. Only kernel
+// taps over real positions count: those over zero padding are not arithmetic on the data (a
+// kernel that skips them does less work, not faster work).
+double layer_macs(const ResolvedLayer& L, int64_t batch);
+
 struct StepStats {
   float d_loss = 0, g_loss = 0, d_real = 0, d_fake = 0;
 };
@@ -126,6 +143,9 @@ class GanTrainer {
   // statistics as rank 0 (compared by a 64-bit hash of their bytes), else which ranks differ.
   // A collective: every rank must call it. Synchronises.
   std::string replica_mismatch();
+
+  // The step's FLOPs (see StepFlops), per rank.
+  StepFlops step_flops() const;
 
   // The first of the networks' arrays (parameters, Adam moments, BN statistics) holding NaN or
   // Inf, as "generator parameters" etc., or "" when all are finite. Synchronises.

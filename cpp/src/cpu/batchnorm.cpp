@@ -2,6 +2,7 @@
 // synchronised statistics (over every rank's batch) in a data-parallel step.
 #include <cmath>
 #include <cstring>
+#include <unordered_map>
 #include <vector>
 
 #include "core/comm.hpp"
@@ -14,11 +15,13 @@ namespace {
 
 // BatchNorm over channels (4-D) or features (2-D): batch statistics in training (running
 // statistics updated PyTorch-style, unbiased variance), running statistics in inference.
+// With a fused ReLU (fuse_norm_relu) the forward writes max(BN(x), 0) and a workspace of which
+// outputs were positive; the backward masks the incoming gradient with it.
 class BatchNormLayer : public Layer {
  public:
   BatchNormLayer(Ctx& c, const ResolvedLayer& L, HostParams& ps, int64_t batch,
-                 Communicator* const* comm)
-      : c_(c), L_(L), ps_(ps), batch_(batch), comm_(comm) {}
+                 Communicator* const* comm, bool relu)
+      : c_(c), L_(L), ps_(ps), batch_(batch), comm_(comm), relu_(relu) {}
   bool has_params() const override { return true; }
 
   void build(Ctx& c, const memory& in, const memory& d_in) override {
@@ -26,7 +29,8 @@ class BatchNormLayer : public Layer {
     in_ = in;
     d_in_ = d_in;
     const md_t md = in.get_desc();
-    const auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
+    const auto affine = normalization_flags::use_scale | normalization_flags::use_shift;
+    const auto flags = relu_ ? affine | normalization_flags::fuse_norm_relu : affine;
     const float eps = L_.spec.eps;
     batch_normalization_forward::primitive_desc ft(c.eng, prop_kind::forward_training, md, md, eps,
                                                    flags);
@@ -47,6 +51,11 @@ class BatchNormLayer : public Layer {
                                                     global, fg);
     fwd_global_ = batch_normalization_forward(fg);
     bwd_global_ = batch_normalization_backward(bg);
+    // The correction's affine map, without the ReLU.
+    fwd_affine_ = batch_normalization_forward(batch_normalization_forward::primitive_desc(
+        c.eng, prop_kind::forward_inference, md, md, eps,
+        affine | normalization_flags::use_global_stats));
+    if (relu_) ws_ = memory(ft.workspace_desc(), c.eng);
     add_ = dnnl::binary(
         dnnl::binary::primitive_desc(c.eng, dnnl::algorithm::binary_add, md, md, d_in.get_desc()));
     C_ = L_.in[0];
@@ -82,23 +91,23 @@ class BatchNormLayer : public Layer {
                                    {DNNL_ARG_DST, out}});
       return;
     }
-    fwd_train_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
-                                 {DNNL_ARG_MEAN, mean_},
-                                 {DNNL_ARG_VARIANCE, var_},
-                                 {DNNL_ARG_SCALE, scale_},
-                                 {DNNL_ARG_SHIFT, shift_},
-                                 {DNNL_ARG_DST, out}});
+    fwd_train_.execute(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
+                                         {DNNL_ARG_MEAN, mean_},
+                                         {DNNL_ARG_VARIANCE, var_},
+                                         {DNNL_ARG_SCALE, scale_},
+                                         {DNNL_ARG_SHIFT, shift_},
+                                         {DNNL_ARG_DST, out}}));
     Communicator* comm = *comm_;
     const int world = comm ? comm->size() : 1;
     if (world > 1) {
       c_.strm.wait();
       global_stats(*comm);
-      fwd_global_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
-                                    {DNNL_ARG_MEAN, mean_},
-                                    {DNNL_ARG_VARIANCE, var_},
-                                    {DNNL_ARG_SCALE, scale_},
-                                    {DNNL_ARG_SHIFT, shift_},
-                                    {DNNL_ARG_DST, out}});
+      fwd_global_.execute(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
+                                            {DNNL_ARG_MEAN, mean_},
+                                            {DNNL_ARG_VARIANCE, var_},
+                                            {DNNL_ARG_SCALE, scale_},
+                                            {DNNL_ARG_SHIFT, shift_},
+                                            {DNNL_ARG_DST, out}}));
     }
     synced_ = world > 1;
     const int64_t count = per_channel_ * world;
@@ -124,17 +133,23 @@ class BatchNormLayer : public Layer {
 
   void backward(bool, int slot) override {
     if (synced_) return synced_backward(slot);
-    bwd_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
-                           {DNNL_ARG_MEAN, mean_},
-                           {DNNL_ARG_VARIANCE, var_},
-                           {DNNL_ARG_DIFF_DST, d_out},
-                           {DNNL_ARG_SCALE, scale_},
-                           {DNNL_ARG_DIFF_SRC, d_in_},
-                           {DNNL_ARG_DIFF_SCALE, slot >= 0 ? dscale_[slot] : dscale_tmp_},
-                           {DNNL_ARG_DIFF_SHIFT, slot >= 0 ? dshift_[slot] : dshift_tmp_}});
+    bwd_.execute(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
+                                   {DNNL_ARG_MEAN, mean_},
+                                   {DNNL_ARG_VARIANCE, var_},
+                                   {DNNL_ARG_DIFF_DST, d_out},
+                                   {DNNL_ARG_SCALE, scale_},
+                                   {DNNL_ARG_DIFF_SRC, d_in_},
+                                   {DNNL_ARG_DIFF_SCALE, slot >= 0 ? dscale_[slot] : dscale_tmp_},
+                                   {DNNL_ARG_DIFF_SHIFT, slot >= 0 ? dshift_[slot] : dshift_tmp_}}));
   }
 
  private:
+  // The arguments plus the ReLU mask, when the ReLU is fused.
+  std::unordered_map<int, memory> with_ws(std::unordered_map<int, memory> args) const {
+    if (relu_) args[DNNL_ARG_WORKSPACE] = ws_;
+    return args;
+  }
+
   // mean_ / var_ from this rank's batch moments to those of the union of all ranks' batches
   // (equal sizes): mean of means; mean of variances plus the variance of the means (biased).
   void global_stats(Communicator& comm) {
@@ -168,14 +183,14 @@ class BatchNormLayer : public Layer {
   void synced_backward(int slot) {
     memory dscale = slot >= 0 ? dscale_[slot] : dscale_tmp_;
     memory dshift = slot >= 0 ? dshift_[slot] : dshift_tmp_;
-    bwd_global_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
-                                  {DNNL_ARG_MEAN, mean_},
-                                  {DNNL_ARG_VARIANCE, var_},
-                                  {DNNL_ARG_DIFF_DST, d_out},
-                                  {DNNL_ARG_SCALE, scale_},
-                                  {DNNL_ARG_DIFF_SRC, d_in_},
-                                  {DNNL_ARG_DIFF_SCALE, dscale},
-                                  {DNNL_ARG_DIFF_SHIFT, dshift}});
+    bwd_global_.execute(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
+                                          {DNNL_ARG_MEAN, mean_},
+                                          {DNNL_ARG_VARIANCE, var_},
+                                          {DNNL_ARG_DIFF_DST, d_out},
+                                          {DNNL_ARG_SCALE, scale_},
+                                          {DNNL_ARG_DIFF_SRC, d_in_},
+                                          {DNNL_ARG_DIFF_SCALE, dscale},
+                                          {DNNL_ARG_DIFF_SHIFT, dshift}}));
     c_.strm.wait();
     local_.resize(2 * C_);
     std::memcpy(local_.data(), dshift.get_data_handle(), C_ * sizeof(float));
@@ -194,10 +209,10 @@ class BatchNormLayer : public Layer {
       ch[i] = static_cast<float>(-k * local_[i]);
     }
     if (!corr_) corr_ = memory(in_.get_desc(), c_.eng);
-    fwd_infer_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
-                                 {DNNL_ARG_MEAN, mean_},
-                                 {DNNL_ARG_VARIANCE, var_},
-                                 {DNNL_ARG_SCALE, corr_scale_},
+    fwd_affine_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
+                                  {DNNL_ARG_MEAN, mean_},
+                                  {DNNL_ARG_VARIANCE, var_},
+                                  {DNNL_ARG_SCALE, corr_scale_},
                                  {DNNL_ARG_SHIFT, corr_shift_},
                                  {DNNL_ARG_DST, corr_}});
     add_.execute(c_.strm,
@@ -209,9 +224,10 @@ class BatchNormLayer : public Layer {
   HostParams& ps_;
   int64_t batch_, C_ = 0, per_channel_ = 1;
   Communicator* const* comm_;  // the network's batch communicator (nullptr: this rank's batch)
+  bool relu_;                  // a ReLU fused after the normalisation
   bool synced_ = false;        // the last training forward used global statistics
-  dnnl::primitive fwd_train_, fwd_infer_, bwd_, fwd_global_, bwd_global_, add_;
-  memory scale_, shift_, mean_, var_, run_mean_, run_var_, dscale_[2], dshift_[2], dscale_tmp_,
+  dnnl::primitive fwd_train_, fwd_infer_, bwd_, fwd_global_, bwd_global_, add_, fwd_affine_;
+  memory ws_, scale_, shift_, mean_, var_, run_mean_, run_var_, dscale_[2], dshift_[2], dscale_tmp_,
       dshift_tmp_, corr_scale_, corr_shift_, corr_;
   std::vector<float> local_, gathered_;
 };
@@ -219,8 +235,9 @@ class BatchNormLayer : public Layer {
 }  // namespace
 
 std::unique_ptr<Layer> make_batchnorm_layer(Ctx& c, const ResolvedLayer& L, HostParams& ps,
-                                            int64_t batch, Communicator* const* comm) {
-  return std::make_unique<BatchNormLayer>(c, L, ps, batch, comm);
+                                            int64_t batch, Communicator* const* comm,
+                                            const ResolvedLayer* relu) {
+  return std::make_unique<BatchNormLayer>(c, L, ps, batch, comm, relu != nullptr);
 }
 
 }  // namespace dcgan::cpu

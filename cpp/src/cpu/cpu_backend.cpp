@@ -91,6 +91,13 @@ class GuardedNet : public NetExec {
   std::unique_ptr<NetExec> net_;
 };
 
+// ISAs whose oneDNN convolutions, inner products and BatchNorm train in bf16 natively.
+bool isa_has_bf16(dnnl::cpu_isa isa) {
+  using I = dnnl::cpu_isa;
+  return isa == I::avx512_core_bf16 || isa == I::avx512_core_fp16 || isa == I::avx512_core_amx ||
+         isa == I::avx512_core_amx_fp16;
+}
+
 class CpuBackend : public Backend {
  public:
   explicit CpuBackend(const BackendOptions& opts) : threads_(opts.threads) {
@@ -99,6 +106,17 @@ class CpuBackend : public Backend {
                             "] (0 = all cores; libgomp aborts the process when it cannot create "
                             "the threads asked for), got " +
                             std::to_string(threads_));
+    if (opts.precision == "bf16") {
+      const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+      if (!isa_has_bf16(isa))
+        throw InvalidArgument(
+            std::string("precision='bf16' needs a CPU with AVX512-BF16 or AMX (oneDNN has no "
+                        "bf16 training kernels below them); this CPU's oneDNN dispatches to ") +
+            isa_name(isa) + ". Use precision='fp32'.");
+      ctx_.act = dnnl::memory::data_type::bf16;
+    } else if (opts.precision != "fp32") {
+      throw InvalidArgument("precision must be 'fp32' or 'bf16', got '" + opts.precision + "'");
+    }
     activate();
   }
   std::string name() const override { return "cpu"; }
@@ -196,6 +214,8 @@ class CpuBackend : public Backend {
   std::vector<std::vector<float>> staged_;
 };
 
+}  // namespace
+
 const char* isa_name(dnnl::cpu_isa isa) {
   using I = dnnl::cpu_isa;
   switch (isa) {
@@ -225,6 +245,8 @@ const char* isa_name(dnnl::cpu_isa isa) {
       return "default";
   }
 }
+
+namespace {
 
 BackendInfo cpu_info() {
   BackendInfo info;

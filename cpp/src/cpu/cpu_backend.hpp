@@ -6,6 +6,7 @@
 
 #include <dnnl.hpp>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/backend.hpp"
@@ -15,6 +16,10 @@ namespace dcgan::cpu {
 struct Ctx {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream strm{eng};
+  // Data type of the activations, their gradients and the weights as the convolutions and
+  // inner products read them: f32, or bf16 for Config.precision="bf16" (weights, their
+  // gradients, BN statistics and Adam stay f32; networks take and give f32 at their edges).
+  dnnl::memory::data_type act = dnnl::memory::data_type::f32;
 };
 
 // All of a network's parameter arrays in one 64-byte aligned host allocation. `version()`
@@ -37,6 +42,19 @@ class HostParams : public ParamStore {
 
 std::unique_ptr<NetExec> compile_net(Ctx& ctx, const NetPlan& plan, ParamStore& params,
                                      int64_t batch, uint64_t seed);
+
+// The ISA oneDNN dispatches to ("avx2", "avx512_core_bf16", ...).
+const char* isa_name(dnnl::cpu_isa isa);
+
+// The fp32 peak of `threads` threads (0: OpenMP's default), measured (peak.cpp): their mean
+// clock from a chain of dependent adds, and their summed FMA throughput in the vector width of
+// the ISA oneDNN dispatches to. gflops is 0 where that ISA has no FMA or the CPU is not x86.
+struct CpuPeak {
+  std::string isa;
+  int threads = 0, vector_bits = 0;
+  double ghz = 0, gflops = 0, flops_per_cycle = 0;  // flops_per_cycle: per core
+};
+CpuPeak measure_fp32_peak(int threads, double seconds);
 
 // Adds "cpu" to the backend registry.
 void register_cpu_backend();

@@ -19,21 +19,9 @@ class EltwiseLayer : public Layer {
     in_ = in;
     d_in_ = d_in;
     const md_t md = in.get_desc();
-    algorithm alg = algorithm::eltwise_relu_use_dst_for_bwd;
-    float alpha = 0.f;
-    switch (L_.spec.kind) {
-      case LayerKind::LeakyReLU:
-        alpha = L_.spec.slope;
-        break;
-      case LayerKind::Tanh:
-        alg = algorithm::eltwise_tanh_use_dst_for_bwd;
-        break;
-      case LayerKind::Sigmoid:
-        alg = algorithm::eltwise_logistic_use_dst_for_bwd;
-        break;
-      default:
-        break;
-    }
+    const FusedEltwise e = fused_eltwise(L_.spec);
+    const algorithm alg = e.backward;
+    const float alpha = e.alpha;
     eltwise_forward::primitive_desc f(c.eng, prop_kind::forward_training, alg, md, md, alpha, 0.f);
     eltwise_backward::primitive_desc b(c.eng, alg, md, md, md, alpha, 0.f, f);
     fwd_ = eltwise_forward(f);
@@ -57,6 +45,22 @@ class EltwiseLayer : public Layer {
 };
 
 }  // namespace
+
+FusedEltwise fused_eltwise(const LayerSpec& act) {
+  using dnnl::algorithm;
+  switch (act.kind) {
+    case LayerKind::ReLU:
+      return {algorithm::eltwise_relu, algorithm::eltwise_relu_use_dst_for_bwd, 0.f};
+    case LayerKind::LeakyReLU:
+      return {algorithm::eltwise_relu, algorithm::eltwise_relu_use_dst_for_bwd, act.slope};
+    case LayerKind::Tanh:
+      return {algorithm::eltwise_tanh, algorithm::eltwise_tanh_use_dst_for_bwd, 0.f};
+    case LayerKind::Sigmoid:
+      return {algorithm::eltwise_logistic, algorithm::eltwise_logistic_use_dst_for_bwd, 0.f};
+    default:
+      throw BackendError("not an activation layer");
+  }
+}
 
 std::unique_ptr<Layer> make_eltwise_layer(Ctx& c, const ResolvedLayer& L, bool in_place) {
   return std::make_unique<EltwiseLayer>(c, L, in_place);

@@ -10,6 +10,8 @@
 // parameter buffer, reordered into the primitive's layout once per parameter update).
 #pragma once
 
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 
@@ -23,13 +25,30 @@ using tag = memory::format_tag;
 using dt = memory::data_type;
 using md_t = memory::desc;
 
-inline md_t plain_md(int64_t batch, const Shape& s) {
-  if (s.size() == 1) return md_t({batch, s[0]}, dt::f32, tag::nc);
-  return md_t({batch, s[0], s[1], s[2]}, dt::f32, tag::nchw);
+inline md_t plain_md(int64_t batch, const Shape& s, dt type = dt::f32) {
+  if (s.size() == 1) return md_t({batch, s[0]}, type, tag::nc);
+  return md_t({batch, s[0], s[1], s[2]}, type, tag::nchw);
 }
 
-inline int64_t phys_floats(const memory& m) {
-  return static_cast<int64_t>(m.get_desc().get_size() / sizeof(float));
+// Elements (not bytes) of a memory, whatever its data type.
+inline int64_t phys_elems(const memory& m) {
+  const md_t d = m.get_desc();
+  return static_cast<int64_t>(d.get_size() / memory::data_type_size(d.get_data_type()));
+}
+
+// bfloat16 <-> float32 for the element-wise loops that oneDNN does not run (dropout).
+inline float bf16_to_f32(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+// Round to nearest even, as oneDNN's reorders do (inputs here are finite).
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
 }
 
 // A reorder between two memories, created once.
@@ -68,12 +87,24 @@ class Layer {
   memory in_, d_in_;
 };
 
-// One factory per family.
+// An activation layer (ReLU, LeakyReLU, Tanh, Sigmoid) as oneDNN algorithms: `forward` for a
+// post-op or a forward primitive, `backward` (the *_use_dst_for_bwd variant) for the backward,
+// which needs only the activation's output. eltwise.cpp.
+struct FusedEltwise {
+  dnnl::algorithm forward, backward;
+  float alpha;
+};
+FusedEltwise fused_eltwise(const LayerSpec& act);
+
+// One factory per family. `act`: the activation layer after this one, fused into it by the
+// network (net.cpp decides which pairs fuse), or nullptr.
 std::unique_ptr<Layer> make_weighted_layer(Ctx& c, const ResolvedLayer& L, HostParams& ps,
-                                           int64_t batch);
-// `comm` points at the network's batch communicator (see NetExec::set_batch_comm).
+                                           int64_t batch, const ResolvedLayer* act);
+// `comm` points at the network's batch communicator (see NetExec::set_batch_comm). `relu`:
+// a ReLU after the BatchNorm fused into it (oneDNN's fuse_norm_relu), or nullptr.
 std::unique_ptr<Layer> make_batchnorm_layer(Ctx& c, const ResolvedLayer& L, HostParams& ps,
-                                            int64_t batch, Communicator* const* comm);
+                                            int64_t batch, Communicator* const* comm,
+                                            const ResolvedLayer* relu);
 std::unique_ptr<Layer> make_eltwise_layer(Ctx& c, const ResolvedLayer& L, bool in_place);
 std::unique_ptr<Layer> make_dropout_layer(Ctx& c, const ResolvedLayer& L, uint64_t seed,
                                           uint64_t layer_index);

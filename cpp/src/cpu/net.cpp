@@ -1,5 +1,10 @@
 // A network on the CPU backend: the layers of a NetPlan chained through oneDNN memories, each
 // built by its family's factory (the family comes from the layer-kind table).
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
 #include "core/comm.hpp"
 #include "core/layer_kinds.hpp"
 #include "cpu/layer.hpp"
@@ -16,6 +21,36 @@ bool may_overwrite_output_of(LayerKind prev) {
   return !info.backward_reads_output && info.family != LayerFamily::Reshape;
 }
 
+// Which layer pairs the network fuses: DCGAN_CPU_FUSE unset or "all" fuses both kinds, "none"
+// neither, or a comma list of "act" (an activation after a dense/conv/conv-transpose layer, as
+// its post-op) and "bn_relu" (a ReLU after a BatchNorm, oneDNN's fuse_norm_relu). Read when a
+// network is compiled; for measuring each fusion alone (bench/bench_train.py --fuse).
+struct Fusions {
+  bool act = true, bn_relu = true;
+};
+Fusions fusions_from_env() {
+  const char* v = std::getenv("DCGAN_CPU_FUSE");
+  if (!v || !*v || std::strcmp(v, "all") == 0) return {};
+  Fusions f{false, false};
+  const std::string s(v);
+  size_t at = 0;
+  while (at <= s.size()) {
+    const size_t end = std::min(s.find(',', at), s.size());
+    const std::string item = s.substr(at, end - at);
+    if (item == "act")
+      f.act = true;
+    else if (item == "bn_relu")
+      f.bn_relu = true;
+    else if (item != "none")
+      throw InvalidArgument("DCGAN_CPU_FUSE: expected 'all', 'none' or a comma list of 'act' and "
+                            "'bn_relu', got '" + s + "'");
+    at = end + 1;
+  }
+  return f;
+}
+
+bool is_activation(LayerKind k) { return layer_kind(k).family == LayerFamily::Eltwise; }
+
 class CpuNet : public NetExec {
  public:
   CpuNet(Ctx& c, const NetPlan& plan, HostParams& ps, int64_t batch, uint64_t seed)
@@ -24,16 +59,24 @@ class CpuNet : public NetExec {
     d_in_ = memory(plain_md(batch, plan.in), c.eng);
     memory cur = in_, cur_d = d_in_;
     bool params_below = false;
+    const Fusions fuse = fusions_from_env();
     for (size_t i = 0; i < plan.layers.size(); ++i) {
       const ResolvedLayer& L = plan.layers[i];
+      const ResolvedLayer* next = i + 1 < plan.layers.size() ? &plan.layers[i + 1] : nullptr;
       std::unique_ptr<Layer> layer;
       switch (layer_kind(L.spec.kind).family) {
-        case LayerFamily::Weighted:
-          layer = make_weighted_layer(c, L, ps, batch);
+        case LayerFamily::Weighted: {
+          const bool fused = fuse.act && next && is_activation(next->spec.kind);
+          layer = make_weighted_layer(c, L, ps, batch, fused ? next : nullptr);
+          i += fused;  // the activation runs inside this layer
           break;
-        case LayerFamily::BatchNorm:
-          layer = make_batchnorm_layer(c, L, ps, batch, &batch_comm_);
+        }
+        case LayerFamily::BatchNorm: {
+          const bool fused = fuse.bn_relu && next && next->spec.kind == LayerKind::ReLU;
+          layer = make_batchnorm_layer(c, L, ps, batch, &batch_comm_, fused ? next : nullptr);
+          i += fused;
           break;
+        }
         case LayerFamily::Eltwise:
           layer = make_eltwise_layer(
               c, L, /*in_place=*/i > 0 && may_overwrite_output_of(plan.layers[i - 1].spec.kind));

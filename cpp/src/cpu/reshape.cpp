@@ -15,7 +15,10 @@ class ReshapeLayer : public Layer {
   void build(Ctx& c, const memory& in, const memory& d_in) override {
     in_ = in;
     d_in_ = d_in;
-    const md_t plain_in = plain_md(batch_, L_.in), plain_out = plain_md(batch_, L_.out);
+    // Activations keep their data type (bf16 in bf16 training) through the view.
+    const dt type = in.get_desc().get_data_type();
+    const md_t plain_in = plain_md(batch_, L_.in, type),
+               plain_out = plain_md(batch_, L_.out, type);
     if (in.get_desc() == plain_in) {
       out = memory(plain_out, c.eng, in.get_data_handle());
       d_out = memory(plain_out, c.eng, d_in.get_data_handle());

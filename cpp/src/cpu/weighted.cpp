@@ -10,10 +10,16 @@ namespace {
 
 // Dense, Conv2d and ConvTranspose2d: src x weights (+ bias) -> dst, with backward data and
 // backward weights. They differ only in how their primitive descriptors are made.
+//
+// With `act` (the activation layer that follows, fused by the network), the forward applies it
+// as a post-op on the accumulator (one pass over the output instead of two) and the backward
+// first turns the gradient of the activation's output into that of the layer's output, in
+// place, from the output itself (the *_use_dst_for_bwd algorithms), as the eltwise layer did.
 class WeightedLayer : public Layer {
  public:
-  WeightedLayer(Ctx& c, const ResolvedLayer& L, HostParams& ps, int64_t batch)
-      : c_(c), L_(L), ps_(ps), batch_(batch) {}
+  WeightedLayer(Ctx& c, const ResolvedLayer& L, HostParams& ps, int64_t batch,
+                const ResolvedLayer* act)
+      : c_(c), L_(L), ps_(ps), batch_(batch), act_(act) {}
   bool has_params() const override { return true; }
 
   void build(Ctx& c, const memory& in, const memory& d_in) override {
@@ -25,31 +31,43 @@ class WeightedLayer : public Layer {
     md_t w_canon;
     memory::dims w_dims;
     md_t any_src, any_dst, any_w;
+    const dt act = c.act;  // f32, or bf16 in bf16 training
     if (s.kind == LayerKind::Dense) {
       w_dims = {s.out, L_.in[0]};
       w_canon = md_t(w_dims, dt::f32, tag::oi);
-      any_src = plain_md(batch_, L_.in);
-      any_dst = plain_md(batch_, L_.out);
+      any_src = plain_md(batch_, L_.in, act);
+      any_dst = plain_md(batch_, L_.out, act);
     } else {
       const int64_t ic = L_.in[0], oc = s.out;
       w_dims = {oc, ic, s.kernel, s.kernel};
       // PyTorch layouts: Conv2d (out, in, k, k); ConvTranspose2d (in, out, k, k).
       w_canon = md_t(w_dims, dt::f32, s.kind == LayerKind::Conv2d ? tag::oihw : tag::iohw);
-      any_src = md_t({batch_, ic, L_.in[1], L_.in[2]}, dt::f32, tag::any);
-      any_dst = md_t({batch_, oc, L_.out[1], L_.out[2]}, dt::f32, tag::any);
+      any_src = md_t({batch_, ic, L_.in[1], L_.in[2]}, act, tag::any);
+      any_dst = md_t({batch_, oc, L_.out[1], L_.out[2]}, act, tag::any);
     }
-    any_w = md_t(w_dims, dt::f32, tag::any);
+    // Weights as the forward and backward-data read them (bf16 copies of the f32 master
+    // weights in bf16 training); their gradients are always f32.
+    any_w = md_t(w_dims, act, tag::any);
+    const md_t any_dw(w_dims, dt::f32, tag::any);
     const md_t b_md = has_bias ? md_t({s.out}, dt::f32, tag::a) : md_t();
     const memory::dims strides = {s.stride, s.stride};
     const memory::dims pl = {L_.pad_h.lo, L_.pad_w.lo}, pr = {L_.pad_h.hi, L_.pad_w.hi};
 
     using namespace dnnl;
     const auto P = prop_kind::forward_training;
+    primitive_attr attr;
+    if (act_) {
+      post_ops po;
+      const FusedEltwise e = fused_eltwise(act_->spec);
+      po.append_eltwise(e.forward, e.alpha, 0.f);
+      attr.set_post_ops(po);
+    }
     switch (s.kind) {
       case LayerKind::Dense: {
-        inner_product_forward::primitive_desc f(c.eng, P, any_src, any_w, b_md, any_dst);
+        inner_product_forward::primitive_desc f(c.eng, P, any_src, any_w, b_md, any_dst, attr);
         inner_product_backward_data::primitive_desc bd(c.eng, any_src, any_w, any_dst, f);
-        inner_product_backward_weights::primitive_desc bw(c.eng, any_src, any_w, b_md, any_dst, f);
+        inner_product_backward_weights::primitive_desc bw(c.eng, any_src, any_dw, b_md, any_dst,
+                                                          f);
         fwd_ = inner_product_forward(f), bwd_d_ = inner_product_backward_data(bd);
         bwd_w_ = inner_product_backward_weights(bw);
         set_mds(f, bd, bw);
@@ -58,10 +76,10 @@ class WeightedLayer : public Layer {
       case LayerKind::Conv2d: {
         const auto A = algorithm::convolution_direct;
         convolution_forward::primitive_desc f(c.eng, P, A, any_src, any_w, b_md, any_dst, strides,
-                                              pl, pr);
+                                              pl, pr, attr);
         convolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides, pl,
                                                      pr, f);
-        convolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_w, b_md, any_dst,
+        convolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_dw, b_md, any_dst,
                                                         strides, pl, pr, f);
         fwd_ = convolution_forward(f), bwd_d_ = convolution_backward_data(bd);
         bwd_w_ = convolution_backward_weights(bw);
@@ -71,10 +89,10 @@ class WeightedLayer : public Layer {
       default: {
         const auto A = algorithm::deconvolution_direct;
         deconvolution_forward::primitive_desc f(c.eng, P, A, any_src, any_w, b_md, any_dst, strides,
-                                                pl, pr);
+                                                pl, pr, attr);
         deconvolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides,
                                                        pl, pr, f);
-        deconvolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_w, b_md, any_dst,
+        deconvolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_dw, b_md, any_dst,
                                                           strides, pl, pr, f);
         fwd_ = deconvolution_forward(f), bwd_d_ = deconvolution_backward_data(bd);
         bwd_w_ = deconvolution_backward_weights(bw);
@@ -90,6 +108,13 @@ class WeightedLayer : public Layer {
     if (has_bias) b_ = memory(b_md, c.eng, ps_.params() + L_.params[1].offset);
     out = memory(fwd_dst_md_, c.eng);
     d_out = memory(fwd_dst_md_, c.eng);
+    if (act_) {
+      const FusedEltwise e = fused_eltwise(act_->spec);
+      eltwise_forward::primitive_desc hint(c.eng, P, e.backward, fwd_dst_md_, fwd_dst_md_, e.alpha,
+                                           0.f);
+      act_bwd_ = eltwise_backward(eltwise_backward::primitive_desc(
+          c.eng, e.backward, fwd_dst_md_, fwd_dst_md_, fwd_dst_md_, e.alpha, 0.f, hint));
+    }
     // Backward-data operands.
     dd_bd_ = adapt(c, d_out, bd_dst_md_, &dd_bd_reorder_, true);
     w_bd_ = bd_w_md_ == fwd_w_md_ ? w_fwd_ : adapt(c, w_canon_, bd_w_md_, &w_bd_reorder_, true);
@@ -126,6 +151,8 @@ class WeightedLayer : public Layer {
 
   void backward(bool need_d_in, int slot) override {
     auto& s = c_.strm;
+    if (act_)  // d_out: from the activation's output gradient to this layer's, in place
+      act_bwd_.execute(s, {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_out}});
     if (dd_bd_reorder_) dd_bd_reorder_->run(s);
     if (need_d_in) {
       if (w_bd_reorder_ && w_bd_version_ != ps_.version()) {
@@ -161,7 +188,8 @@ class WeightedLayer : public Layer {
   const ResolvedLayer& L_;
   HostParams& ps_;
   int64_t batch_;
-  dnnl::primitive fwd_, bwd_d_, bwd_w_;
+  const ResolvedLayer* act_;  // a fused activation, or nullptr
+  dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_;
   md_t fwd_src_md_, fwd_w_md_, fwd_dst_md_, bd_src_md_, bd_w_md_, bd_dst_md_, bw_src_md_, bw_w_md_,
       bw_dst_md_;
   memory src_, w_canon_, w_fwd_, b_, dd_bd_, w_bd_, ds_, src_bw_, dd_bw_, db_scratch_;
@@ -174,8 +202,8 @@ class WeightedLayer : public Layer {
 }  // namespace
 
 std::unique_ptr<Layer> make_weighted_layer(Ctx& c, const ResolvedLayer& L, HostParams& ps,
-                                           int64_t batch) {
-  return std::make_unique<WeightedLayer>(c, L, ps, batch);
+                                           int64_t batch, const ResolvedLayer* act) {
+  return std::make_unique<WeightedLayer>(c, L, ps, batch, act);
 }
 
 }  // namespace dcgan::cpu

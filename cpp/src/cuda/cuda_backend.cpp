@@ -216,6 +216,10 @@ class CudaGraph : public Recording {
 class CudaBackend : public Backend {
  public:
   explicit CudaBackend(const BackendOptions& opts) {
+    if (opts.precision != "fp32")
+      throw InvalidArgument("precision='" + opts.precision +
+                            "' is not supported on the cuda backend (it trains in fp32; "
+                            "tf32=True allows TF32 tensor-core math). Use precision='fp32'.");
     int count = 0;
     DCGAN_CUDA_OK(cudaGetDeviceCount(&count));
     if (opts.device < 0)
