@@ -566,12 +566,19 @@ class PyTrainer {
   std::mutex mu_;
 };
 
+BackendOptions network_options(int threads, const std::string& precision) {
+  BackendOptions o;
+  o.threads = threads;
+  o.precision = precision;
+  return o;
+}
+
 // A single network on one backend, for per-layer tests (gradients vs finite differences).
 class PyNetwork {
  public:
   PyNetwork(const py::list& layers, const std::vector<int64_t>& in_shape, int64_t batch,
-            uint64_t seed, int threads, const std::string& device)
-      : be_(make_backend(device, BackendOptions{threads})),
+            uint64_t seed, int threads, const std::string& device, const std::string& precision)
+      : be_(make_backend(device, network_options(threads, precision))),
         plan_(plan_network("network", in_shape, parse_layers(layers))),
         batch_(batch) {
     if (batch <= 0) throw InvalidArgument("batch must be positive");
@@ -887,9 +894,9 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<PyNetwork>(m, "Network")
       .def(py::init<const py::list&, const std::vector<int64_t>&, int64_t, uint64_t, int,
-                    const std::string&>(),
+                    const std::string&, const std::string&>(),
            py::arg("layers"), py::arg("in_shape"), py::arg("batch"), py::arg("seed") = 0,
-           py::arg("threads") = 0, py::arg("device") = "cpu")
+           py::arg("threads") = 0, py::arg("device") = "cpu", py::arg("precision") = "fp32")
       .def("forward", &PyNetwork::forward, py::arg("x"), py::arg("training") = true,
            py::arg("counter") = 0)
       .def("backward", &PyNetwork::backward, py::arg("dy"), py::arg("need_d_input") = true)

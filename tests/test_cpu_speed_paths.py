@@ -1,0 +1,261 @@
+"""The CPU backend's speed paths (issue 13) keep the numbers right.
+
+- Fused activations (conv/convT/dense + activation post-op, BatchNorm + ReLU) give the fp32
+  results of the unfused layers (DCGAN_CPU_FUSE=none) to fp32 rounding: a convolution with a
+  post-op may run another oneDNN kernel, which sums in another order.
+- bf16 training (Config.precision="bf16") is refused, naming the ISA, where oneDNN has no bf16
+  kernels; where it has them it trains close to fp32, deterministically, with the same dropout
+  masks, and its layers' outputs are close to fp32's.
+- Trainer.step_flops() counts the step's multiply-adds as the step runs them (checked against
+  an independent count), and the measured CPU peak is a plausible number.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import dcgan
+from dcgan import _core
+
+CPU_ISA = next(b["detail"] for b in dcgan.backends() if b["name"] == "cpu")
+HAS_BF16 = CPU_ISA in ("avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx", "avx512_core_amx_fp16")
+needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason=f"oneDNN dispatches to {CPU_ISA}: no bf16 kernels")
+
+
+def small_cfg(**kw):
+    # Every fusable pair: dense+relu, BN+ReLU, convT+tanh in G; conv+leaky_relu, dropout in D.
+    g = [dict(type="dense", out=4 * 7 * 7, bias=False), dict(type="batchnorm"), dict(type="relu"),
+         dict(type="reshape", shape=[4, 7, 7]),
+         dict(type="conv_transpose2d", out=8, kernel=4, stride=2, padding=1, bias=False), dict(type="batchnorm"),
+         dict(type="relu"),
+         dict(type="conv_transpose2d", out=1, kernel=4, stride=2, padding=1), dict(type="tanh")]
+    d = [dict(type="conv2d", out=8, kernel=4, stride=2, padding=1, bias=True), dict(type="leaky_relu", slope=0.2),
+         dict(type="dropout", p=0.3),
+         dict(type="conv2d", out=16, kernel=4, stride=2, padding=1, bias=False), dict(type="batchnorm"),
+         dict(type="leaky_relu", slope=0.2), dict(type="flatten"), dict(type="dense", out=1)]
+    # (No bias before a BatchNorm: its gradient is zero up to rounding, which Adam would scale
+    # up to full-size steps, so the tests below could not compare two roundings.)
+    base = dict(image_shape=(1, 28, 28), z_dim=8, batch_size=8, seed=3, generator=g, discriminator=d,
+                threads=2)
+    base.update(kw)
+    return dcgan.Config(**base)
+
+
+def images(n=64):
+    return np.random.default_rng(0).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+
+
+def train(cfg, steps=6, fuse=None):
+    old = os.environ.get("DCGAN_CPU_FUSE")
+    try:
+        if fuse is not None:
+            os.environ["DCGAN_CPU_FUSE"] = fuse
+        tr = dcgan.Trainer(cfg)
+        tr.fit(images(), steps=steps, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("DCGAN_CPU_FUSE", None)
+        else:
+            os.environ["DCGAN_CPU_FUSE"] = old
+    return tr
+
+
+# ----------------------------------------------------------------------------- fusion
+@pytest.mark.parametrize("fuse", ["none", "act", "bn_relu"])
+def test_fused_layers_match_unfused_in_fp32(fuse):
+    ref = train(small_cfg(), fuse="all")
+    other = train(small_cfg(), fuse=fuse)
+    for k, v in ref.history.items():
+        np.testing.assert_allclose(other.history[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+    for net in ("generator", "discriminator"):
+        for k, v in ref.weights(net).items():
+            np.testing.assert_allclose(other.weights(net)[k], v, rtol=1e-4, atol=1e-6, err_msg=f"{net} {k}")
+    np.testing.assert_allclose(other.generate(8, seed=1), ref.generate(8, seed=1), rtol=1e-4, atol=1e-5)
+    # Each setting alone is deterministic.
+    assert train(small_cfg(), fuse=fuse).history == other.history
+
+
+def test_fused_network_gradients_match_unfused():
+    layers = [dict(type="conv2d", out=5, kernel=3, stride=1, padding=1, bias=True), dict(type="tanh"),
+              dict(type="conv2d", out=4, kernel=3, stride=2, padding=1), dict(type="batchnorm"),
+              dict(type="relu"), dict(type="flatten"), dict(type="dense", out=3), dict(type="sigmoid")]
+    x = np.random.default_rng(1).standard_normal((4, 2, 6, 6)).astype(np.float32)
+    dy = np.random.default_rng(2).standard_normal((4, 3)).astype(np.float32)
+    out = {}
+    for fuse in ("all", "none"):
+        os.environ["DCGAN_CPU_FUSE"] = fuse
+        try:
+            net = _core.Network(layers, [2, 6, 6], 4, seed=7)
+        finally:
+            os.environ.pop("DCGAN_CPU_FUSE", None)
+        y = net.forward(x)
+        dx = net.backward(dy)
+        out[fuse] = (y, dx, net.get_grads())
+    np.testing.assert_allclose(out["all"][0], out["none"][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["all"][1], out["none"][1], rtol=1e-5, atol=1e-6)
+    for k in out["all"][2]:
+        np.testing.assert_allclose(out["all"][2][k], out["none"][2][k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_bad_fuse_setting_is_refused():
+    os.environ["DCGAN_CPU_FUSE"] = "act,everything"
+    try:
+        with pytest.raises(ValueError, match="DCGAN_CPU_FUSE.*'act' and 'bn_relu'"):
+            _core.Network([dict(type="relu")], [3], 2)
+    finally:
+        os.environ.pop("DCGAN_CPU_FUSE", None)
+
+
+# ----------------------------------------------------------------------------- bf16
+def test_precision_is_validated():
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        small_cfg(precision="fp16")
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        _core.Network([dict(type="relu")], [3], 2, precision="int8")
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONEDNN_MAX_CPU_ISA=AVX2 is x86")
+def test_bf16_is_refused_naming_the_isa_on_avx2():
+    code = textwrap.dedent("""
+        import dcgan
+        cfg = dcgan.Config.mnist(batch_size=8, g_width=4, d_width=4, z_dim=8, precision="bf16")
+        try:
+            dcgan.Trainer(cfg)
+        except ValueError as e:
+            print("REFUSED:", e)
+        else:
+            print("ACCEPTED")
+    """)
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "REFUSED:" in out.stdout, out.stdout
+    assert "AVX512-BF16 or AMX" in out.stdout and "avx2" in out.stdout and "precision='fp32'" in out.stdout
+
+
+@needs_bf16
+def test_bf16_training_is_close_to_fp32_and_deterministic():
+    f32 = train(small_cfg(), steps=10)
+    b16 = train(small_cfg(precision="bf16"), steps=10)
+    again = train(small_cfg(precision="bf16"), steps=10)
+    assert b16.history == again.history  # same seed, data, backend and threads: same losses
+    for k in ("d_loss", "g_loss"):
+        a, b = np.array(f32.history[k]), np.array(b16.history[k])
+        assert np.isfinite(b).all()
+        # bf16 keeps 8 significant bits: per-step losses agree to about 1e-2 over 10 steps.
+        np.testing.assert_allclose(b, a, rtol=3e-2, atol=3e-2, err_msg=k)
+    # Master weights stay fp32: after 10 Adam steps of lr 2e-4 they differ from fp32's by far
+    # less than the updates themselves.
+    w0 = dcgan.Trainer(small_cfg()).weights("generator")
+    for k, v in f32.weights("generator").items():
+        moved = np.abs(v - w0[k]).max()
+        assert np.abs(b16.weights("generator")[k] - v).max() < 0.5 * moved + 1e-6, k
+    s32, s16 = f32.generate(8, seed=2), b16.generate(8, seed=2)
+    assert s16.dtype == np.float32 and np.abs(s16 - s32).max() < 0.1
+
+
+@needs_bf16
+def test_bf16_layers_are_close_to_fp32():
+    layers = [dict(type="conv2d", out=16, kernel=4, stride=2, padding=1, bias=False), dict(type="batchnorm"),
+              dict(type="leaky_relu", slope=0.2), dict(type="conv_transpose2d", out=3, kernel=4, stride=2,
+                                                        padding=1), dict(type="flatten"),
+              dict(type="dense", out=5)]
+    x = np.random.default_rng(1).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    dy = np.random.default_rng(2).standard_normal((8, 5)).astype(np.float32)
+    res = {}
+    for prec in ("fp32", "bf16"):
+        net = _core.Network(layers, [3, 8, 8], 8, seed=4, precision=prec)
+        res[prec] = (net.forward(x), net.backward(dy), net.get_grads())
+    # Relative error in the 2-norm: bf16 rounds each operand to 8 significant bits (0.4%); the
+    # BatchNorm backward's mean subtractions amplify that in the input gradient.
+    rel = lambda a, b: np.linalg.norm(a - b) / np.linalg.norm(a)  # noqa: E731
+    assert rel(res["fp32"][0], res["bf16"][0]) < 0.01
+    assert rel(res["fp32"][1], res["bf16"][1]) < 0.03
+    for k, a in res["fp32"][2].items():
+        assert rel(a, res["bf16"][2][k]) < 0.03, k
+
+
+@needs_bf16
+def test_bf16_dropout_keeps_fp32_masks():
+    # After a convolution the activations are channel-blocked: the masks must still be keyed by
+    # the logical element, so bf16 and fp32 drop the same elements.
+    layers = [dict(type="conv2d", out=16, kernel=3, stride=1, padding=1), dict(type="dropout", p=0.5)]
+    x = np.random.default_rng(1).uniform(0.5, 1.0, (4, 3, 6, 6)).astype(np.float32)
+    masks = {}
+    for prec in ("fp32", "bf16"):
+        net = _core.Network(layers[:1], [3, 6, 6], 4, seed=4, precision=prec)
+        pre = net.forward(x)
+        net = _core.Network(layers, [3, 6, 6], 4, seed=4, precision=prec)
+        y = net.forward(x, training=True, counter=9)
+        masks[prec] = (y == 0) & (pre != 0)
+        kept = y != 0
+        np.testing.assert_allclose(y[kept], 2 * pre[kept], rtol=1e-2)
+    np.testing.assert_array_equal(masks["fp32"], masks["bf16"])
+    assert 0.3 < masks["fp32"].mean() < 0.7
+
+
+# ----------------------------------------------------------------------------- FLOPs and peak
+def valid_taps(positions, stride, lo, kernel, limit):
+    return sum(1 for p in range(positions) for k in range(kernel) if 0 <= p * stride - lo + k < limit)
+
+
+def test_step_flops_match_an_independent_count():
+    cfg = dcgan.Config.mnist(batch_size=8, g_width=4, d_width=4, z_dim=8, joint=False)
+    tr = dcgan.Trainer(cfg)
+    B = 8
+
+    specs = dict(zip(("generator", "discriminator"), cfg.layers()))
+
+    def macs(net):
+        """Per weighted layer: (multiply-adds of one pass, has parameters below it)."""
+        out, below = [], False
+        for row, spec in zip(tr._core.describe(net), specs[net]):
+            kind, ins, outs = row["type"], row["in_shape"], row["out_shape"]
+            m = 0
+            if kind == "dense":
+                m = B * ins[0] * outs[0]
+            elif kind in ("conv2d", "conv_transpose2d"):
+                k, s, pad = spec["kernel"], spec.get("stride", 1), row["padding"]
+                small, big = (outs, ins) if kind == "conv2d" else (ins, outs)
+                m = B * ins[0] * outs[0] * valid_taps(small[1], s, pad[0], k, big[1]) * \
+                    valid_taps(small[2], s, pad[2], k, big[2])
+            out.append((m, below))
+            below = below or row["params"] > 0
+        return out
+
+    g, d = macs("generator"), macs("discriminator")
+    fwd = lambda layers: sum(2 * m for m, _ in layers)  # noqa: E731
+    data = lambda layers, need: sum(2 * m for m, below in layers if need or below)  # noqa: E731
+    # D step: D on real (weights, no input gradient), G forward, D on fakes (weights);
+    # G step: D forward, D input gradients only, G weights.
+    want = dict(forward=fwd(d) + fwd(g) + fwd(d) + fwd(d),
+                backward_data=data(d, False) + data(d, False) + data(d, True) + data(g, False),
+                backward_weights=fwd(d) + fwd(d) + fwd(g))
+    got = tr.step_flops()
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, rel=1e-12), k
+    assert got["total"] == pytest.approx(sum(want.values()), rel=1e-12)
+    # The joint update skips the G step's D forward; n_critic=2 doubles the D step.
+    joint = dcgan.Trainer(cfg.replace(joint=True)).step_flops()
+    assert joint["forward"] == pytest.approx(want["forward"] - fwd(d), rel=1e-12)
+    two = dcgan.Trainer(cfg.replace(n_critic=2)).step_flops()
+    assert two["backward_weights"] == pytest.approx(want["backward_weights"] + 2 * fwd(d), rel=1e-12)
+
+
+def test_cpu_peak_is_plausible():
+    p = _core.cpu_peak(1, 0.2)
+    assert p["isa"] == CPU_ISA and p["threads"] == 1
+    if platform.machine() not in ("x86_64", "AMD64") or p["vector_bits"] == 0:
+        pytest.skip(f"no FMA measurement for {CPU_ISA}")
+    assert 0.5 < p["ghz"] < 7
+    # 8 (one 256-bit FMA port at half rate) to 128 (two 512-bit ports... with room) FLOP/cycle.
+    assert 8 <= p["flops_per_cycle"] <= 128
+    assert p["gflops"] == pytest.approx(p["ghz"] * p["flops_per_cycle"], rel=1e-6)
+    with pytest.raises(ValueError, match="seconds"):
+        _core.cpu_peak(1, 0)
