@@ -259,3 +259,62 @@ def test_cpu_peak_is_plausible():
     assert p["gflops"] == pytest.approx(p["ghz"] * p["flops_per_cycle"], rel=1e-6)
     with pytest.raises(ValueError, match="seconds"):
         _core.cpu_peak(1, 0)
+
+
+# ----------------------------------------------------------------------------- GEMM weights
+GEMM_LAYERS = [
+    # (layer, input shape): strides 1 and 2, 'same' (asymmetric) padding, output_padding, bias.
+    (dict(type="conv2d", out=32, kernel=5, stride=2, padding="same", bias=True), [16, 9, 9]),
+    (dict(type="conv2d", out=16, kernel=3, stride=1, padding=1, bias=False), [24, 4, 4]),
+    (dict(type="conv2d", out=20, kernel=4, stride=2, padding=1, bias=True), [16, 8, 8]),
+    (dict(type="conv_transpose2d", out=16, kernel=5, stride=2, padding="same", bias=True), [32, 4, 4]),
+    (dict(type="conv_transpose2d", out=24, kernel=4, stride=2, padding=1, bias=False), [16, 3, 3]),
+    (dict(type="conv_transpose2d", out=16, kernel=5, stride=1, padding=2, bias=True), [16, 5, 5]),
+]
+
+
+def grads_with(mode, layer, in_shape, precision="fp32", batch=3):
+    os.environ["DCGAN_CPU_BWDW"] = mode
+    try:
+        net = _core.Network([layer], in_shape, batch, seed=11, precision=precision)
+    finally:
+        os.environ.pop("DCGAN_CPU_BWDW", None)
+    rng = np.random.default_rng(5)
+    y = net.forward(rng.standard_normal([batch] + in_shape).astype(np.float32))
+    net.backward(rng.standard_normal(y.shape).astype(np.float32), need_d_input=False)
+    return net.get_grads()
+
+
+@pytest.mark.parametrize("layer,in_shape", GEMM_LAYERS, ids=lambda v: str(v))
+def test_gemm_weight_gradients_match_onednn(layer, in_shape):
+    native, gemm = grads_with("native", layer, in_shape), grads_with("gemm", layer, in_shape)
+    assert set(native) == set(gemm) and any(k.endswith("bias") for k in native) == layer["bias"]
+    for k, v in native.items():
+        np.testing.assert_allclose(gemm[k], v, rtol=1e-5, atol=1e-5 * np.abs(v).max(), err_msg=k)
+    # Deterministic: the same numbers again.
+    again = grads_with("gemm", layer, in_shape)
+    for k, v in gemm.items():
+        np.testing.assert_array_equal(again[k], v)
+
+
+@needs_bf16
+@pytest.mark.parametrize("layer,in_shape", GEMM_LAYERS[::3], ids=lambda v: str(v))
+def test_gemm_weight_gradients_in_bf16(layer, in_shape):
+    ref = grads_with("native", layer, in_shape)
+    gemm = grads_with("gemm", layer, in_shape, precision="bf16")
+    for k, v in ref.items():
+        assert np.linalg.norm(gemm[k] - v) < 0.02 * np.linalg.norm(v), k
+
+
+def test_gemm_setting_is_validated_and_small_channels_stay_native():
+    os.environ["DCGAN_CPU_BWDW"] = "fast"
+    try:
+        with pytest.raises(ValueError, match="DCGAN_CPU_BWDW.*'auto', 'gemm' or 'native'"):
+            _core.Network([dict(type="conv2d", out=16, kernel=3)], [16, 4, 4], 2)
+    finally:
+        os.environ.pop("DCGAN_CPU_BWDW", None)
+    # 3 input channels: never the matrix products, even when asked (the results agree exactly).
+    layer = dict(type="conv2d", out=16, kernel=3, stride=2, padding=1)
+    a, b = grads_with("native", layer, [3, 8, 8]), grads_with("gemm", layer, [3, 8, 8])
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "core/comm.hpp"
 #include "cpu/cpu_backend.hpp"
@@ -95,6 +96,18 @@ struct FusedEltwise {
   float alpha;
 };
 FusedEltwise fused_eltwise(const LayerSpec& act);
+
+// A Conv2d/ConvTranspose2d backward-weights computed as matrix products (gemm_weights.cpp):
+// dW in PyTorch's layout into `dw_canon`, and the bias gradient into `db` unless null.
+class GemmWeights {
+ public:
+  virtual ~GemmWeights() = default;
+  virtual void run(dnnl::stream& s, const memory& dw_canon, float* db) = 0;
+};
+// nullptr where oneDNN's own kernel is used (DCGAN_CPU_BWDW, the shape, the rule); `src` and
+// `d_dst` are the layer's forward input and output gradient (any layout).
+std::unique_ptr<GemmWeights> make_gemm_weights(Ctx& c, const ResolvedLayer& L, int64_t batch,
+                                               const memory& src, const memory& d_dst);
 
 // One factory per family. `act`: the activation layer after this one, fused into it by the
 // network (net.cpp decides which pairs fuse), or nullptr.

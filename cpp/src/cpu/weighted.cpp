@@ -119,6 +119,11 @@ class WeightedLayer : public Layer {
     dd_bd_ = adapt(c, d_out, bd_dst_md_, &dd_bd_reorder_, true);
     w_bd_ = bd_w_md_ == fwd_w_md_ ? w_fwd_ : adapt(c, w_canon_, bd_w_md_, &w_bd_reorder_, true);
     ds_ = adapt(c, d_in_, bd_src_md_, &ds_reorder_, false);
+    // Backward-weights: as matrix products where those are faster (gemm_weights.cpp).
+    gemm_w_ = make_gemm_weights(c, L_, batch_, src_, d_out);
+    for (int slot = 0; gemm_w_ && slot < ps_.grad_slots; ++slot)
+      dw_canon_[slot] = memory(w_canon, c.eng, ps_.grad(slot) + wp.offset);
+    if (gemm_w_) return;
     // Backward-weights operands.
     src_bw_ = adapt(c, src_, bw_src_md_, &src_bw_reorder_, true);
     dd_bw_ = bw_dst_md_ == bd_dst_md_ ? dd_bd_ : adapt(c, d_out, bw_dst_md_, &dd_bw_reorder_, true);
@@ -163,7 +168,10 @@ class WeightedLayer : public Layer {
           s, {{DNNL_ARG_DIFF_DST, dd_bd_}, {DNNL_ARG_WEIGHTS, w_bd_}, {DNNL_ARG_DIFF_SRC, ds_}});
       if (ds_reorder_) ds_reorder_->run(s);
     }
-    if (slot >= 0) {
+    if (slot >= 0 && gemm_w_) {
+      gemm_w_->run(s, dw_canon_[slot],
+                   L_.spec.bias ? ps_.grad(slot) + L_.params[1].offset : nullptr);
+    } else if (slot >= 0) {
       if (src_bw_reorder_) src_bw_reorder_->run(s);
       if (dd_bw_reorder_) dd_bw_reorder_->run(s);
       std::unordered_map<int, memory> args{
@@ -189,6 +197,7 @@ class WeightedLayer : public Layer {
   HostParams& ps_;
   int64_t batch_;
   const ResolvedLayer* act_;  // a fused activation, or nullptr
+  std::unique_ptr<GemmWeights> gemm_w_;  // backward-weights as matrix products, or nullptr
   dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_;
   md_t fwd_src_md_, fwd_w_md_, fwd_dst_md_, bd_src_md_, bd_w_md_, bd_dst_md_, bw_src_md_, bw_w_md_,
       bw_dst_md_;

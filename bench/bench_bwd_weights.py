@@ -1,0 +1,109 @@
+"""Backward-weights of every convolution of the presets: oneDNN's direct kernel against the
+matrix-product path (cpp/src/cpu/gemm_weights.cpp), layer by layer, in one run.
+
+    python bench/bench_bwd_weights.py --presets mnist,cifar10,dcgan64 --threads 2
+
+For each Conv2d / ConvTranspose2d of each preset's G and D at --batch, and each precision the
+CPU has, it compiles the layer alone (``dcgan._core.Network``) once with DCGAN_CPU_BWDW=native
+and once with =gemm, then alternates timed backward passes that compute only the weight
+gradient (``need_d_input=False`` on a one-layer network) and prints the medians, the ratio
+native/gemm (> 1: the matrix products are faster) and what the automatic rule picks.
+Layers with fewer than 16 channels on either matrix side are never eligible and are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+
+
+def layer_cases(preset: str, batch: int):
+    import dcgan
+
+    cfg = dcgan.Config.preset(preset, batch_size=batch)
+    trainer = dcgan.Trainer(cfg)
+    for net, specs in zip(("generator", "discriminator"), cfg.layers()):
+        for row, spec in zip(trainer._core.describe(net), specs):
+            if row["type"] in ("conv2d", "conv_transpose2d"):
+                yield net, row, dict(spec)
+
+
+def time_backward(spec, in_shape, batch, threads, precision, mode, reps):
+    from dcgan import _core
+
+    os.environ["DCGAN_CPU_BWDW"] = mode
+    try:
+        net = _core.Network([spec], list(in_shape), batch, seed=0, threads=threads, precision=precision)
+    finally:
+        os.environ.pop("DCGAN_CPU_BWDW", None)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + tuple(in_shape)).astype(np.float32)
+    y = net.forward(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    net.backward(dy, need_d_input=False)  # warm-up
+
+    def run():
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            net.backward(dy, need_d_input=False)
+        return (time.perf_counter() - t0) / reps * 1e3
+
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", default="mnist,cifar10,dcgan64")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default=None, help="comma list (default: fp32, and bf16 where the CPU has it)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--markdown", action="store_true")
+    a = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(a.threads)
+    import dcgan
+
+    isa = next(b["detail"] for b in dcgan.backends() if b["name"] == "cpu")
+    precisions = a.precision.split(",") if a.precision else (
+        ["fp32", "bf16"] if isa.startswith(("avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx")) else ["fp32"])
+    print(f"# oneDNN {dcgan.onednn_version}, ISA {isa}, {a.threads} threads, batch {a.batch}", flush=True)
+    rows = []
+    for preset in a.presets.split(","):
+        for net, row, spec in layer_cases(preset, a.batch):
+            conv = row["type"] == "conv2d"
+            ic, oc = row["in_shape"][0], row["out_shape"][0]
+            if min(oc, ic) < 16:
+                continue
+            small = row["out_shape"] if conv else row["in_shape"]
+            positions, stride = small[1] * small[2], spec.get("stride", 1)
+            small_side = positions <= 16 or (positions <= 64 and stride >= 2 and min(ic, oc) >= 256)
+            for prec in precisions:
+                # A single layer's backward computes no input gradient: only the weights'.
+                runs = {m: time_backward(spec, row["in_shape"], a.batch, a.threads, prec, m, 3)
+                        for m in ("native", "gemm")}
+                t = {m: [] for m in runs}
+                for _ in range(a.rounds):
+                    for m, run in runs.items():
+                        t[m].append(run())
+                med = {m: statistics.median(v) for m, v in t.items()}
+                auto = "gemm" if small_side else "native"  # gemm_weights_rule
+                rec = dict(preset=preset, net=net[0].upper(), layer=row["index"], type=row["type"],
+                           shape=f"{tuple(row['in_shape'])}->{tuple(row['out_shape'])} k{spec.get('kernel')}",
+                           precision=prec, native_ms=round(med["native"], 2), gemm_ms=round(med["gemm"], 2),
+                           native_over_gemm=round(med["native"] / med["gemm"], 2), auto=auto)
+                rows.append(rec)
+                print(json.dumps(rec), flush=True)
+    if a.markdown:
+        print("\n| preset | layer | shape | precision | native ms | gemm ms | native/gemm | auto picks |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['preset']} | {r['net']}{r['layer']} {r['type']} | {r['shape']} | {r['precision']} | "
+                  f"{r['native_ms']} | {r['gemm_ms']} | {r['native_over_gemm']} | {r['auto']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+// Backward-weights of Conv2d and ConvTranspose2d as matrix products on oneDNN matmul, one per
+// kernel tap, for the layers where oneDNN's direct backward-weights kernel is slow: small
+// images with many channels (oneDNN 3.2's kernel ran dcgan64 G's 1024->512 layer on 4x4 inputs
+// at a third of its forward speed).
+//
+// Both layers' weight gradient pairs a "small" tensor S with positions (n, p, q) and channels
+// CS and a "big" tensor B (channels CB): for kernel tap (kh, kw),
+//   R[cs, kh, kw, cb] = sum over (n, p, q) of S[n, p, q, cs] * B[n, p*s - lo + kh, q*s - lo + kw, cb]
+// (B zero outside). Conv2d: S = dy, B = x, R = dW as (out, kh, kw, in). ConvTranspose2d: S = x,
+// B = dy, R = dW as (in, kh, kw, out). Per tap: the rows of B each position reads are gathered
+// into a (positions x CB) matrix, and R's tap slice = S^T (CS x positions) x that matrix, S read
+// in place (NHWC, transposed through strides). R is then reordered into PyTorch's layout.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "cpu/layer.hpp"
+
+namespace dcgan::cpu {
+
+namespace {
+
+// DCGAN_CPU_BWDW: "auto" (unset: the rule below), "gemm" (every eligible layer) or "native"
+// (oneDNN's own kernel everywhere), read when a network is compiled.
+std::string bwdw_setting() {
+  const char* v = std::getenv("DCGAN_CPU_BWDW");
+  const std::string s = v && *v ? v : "auto";
+  if (s != "auto" && s != "gemm" && s != "native")
+    throw InvalidArgument("DCGAN_CPU_BWDW: expected 'auto', 'gemm' or 'native', got '" + s + "'");
+  return s;
+}
+
+// Where the matrix products beat oneDNN 3.2's direct kernels, measured layer by layer with
+// bench/bench_bwd_weights.py (bench/RESULTS.md, issue 13), the same in fp32 and bf16: at most
+// 4x4 positions on the small side (1.2-4x faster), or 8x8 with a stride of 2 and at least 256
+// channels on both sides (1.4-1.6x); not for larger images or stride 1 (0.6-1.0x).
+bool gemm_weights_rule(const Ctx&, const ResolvedLayer& L) {
+  const bool conv = L.spec.kind == LayerKind::Conv2d;
+  const Shape& small = conv ? L.out : L.in;
+  const int64_t positions = small[1] * small[2];
+  const int64_t channels = std::min(L.in[0], L.spec.out);
+  return positions <= 16 || (positions <= 64 && L.spec.stride >= 2 && channels >= 256);
+}
+
+class TapGemmWeights : public GemmWeights {
+ public:
+  TapGemmWeights(Ctx& c, const ResolvedLayer& L, int64_t batch, const memory& src,
+                 const memory& d_dst)
+      : L_(L) {
+    const LayerSpec& s = L.spec;
+    const bool conv = s.kind == LayerKind::Conv2d;
+    const dt act = c.act;
+    esize_ = memory::data_type_size(act);
+    k_ = s.kernel, stride_ = s.stride, lo_h_ = L.pad_h.lo, lo_w_ = L.pad_w.lo;
+    const int64_t ic = L.in[0], oc = s.out;
+    const memory::dims x_dims = {batch, ic, L.in[1], L.in[2]},
+                       y_dims = {batch, oc, L.out[1], L.out[2]};
+    x_ = adapt(c, src, md_t(x_dims, act, tag::nhwc), &x_reorder_, true);
+    dy_ = adapt(c, d_dst, md_t(y_dims, act, tag::nhwc), &dy_reorder_, true);
+    const memory::dims& s_dims = conv ? y_dims : x_dims;
+    const memory::dims& b_dims = conv ? x_dims : y_dims;
+    n_ = batch, cs_ = s_dims[1], p_ = s_dims[2], q_ = s_dims[3];
+    cb_ = b_dims[1], hb_ = b_dims[2], wb_ = b_dims[3];
+    rows_ = n_ * p_ * q_;
+    small_ = conv ? &dy_ : &x_;
+    big_ = conv ? &x_ : &dy_;
+    bias_from_ = &dy_;  // the bias gradient sums dy over positions, in both layers
+    col_ = memory(md_t({rows_, cb_}, act, tag::ab), c.eng);
+    // R (f32): (CS, K, K, CB) in memory, as the layer's (out, in, k, k) weight dims.
+    const int64_t kk = k_ * k_;
+    const memory::dims w_dims = {oc, ic, k_, k_};
+    const memory::dims r_strides = conv ? memory::dims{kk * ic, 1, k_ * ic, ic}
+                                        : memory::dims{1, kk * oc, k_ * oc, oc};
+    r_ = memory(md_t(w_dims, dt::f32, r_strides), c.eng);
+    // One tap's product: S^T (CS x rows, strides of NHWC S) x col (rows x CB) -> R's tap slice.
+    const md_t a_md({cs_, rows_}, act, memory::dims{1, cs_});
+    const md_t b_md({rows_, cb_}, act, tag::ab);
+    const md_t c_md({cs_, cb_}, dt::f32, memory::dims{kk * cb_, 1});
+    mm_ = dnnl::matmul(dnnl::matmul::primitive_desc(c.eng, a_md, b_md, c_md));
+    a_ = memory(a_md, c.eng, small_->get_data_handle());
+    auto* r = static_cast<float*>(r_.get_data_handle());
+    for (int64_t t = 0; t < kk; ++t) taps_.push_back(memory(c_md, c.eng, r + t * cb_));
+    w_canon_md_ = md_t(w_dims, dt::f32, conv ? tag::oihw : tag::iohw);
+    to_canon_ = dnnl::reorder(r_, memory(w_canon_md_, c.eng));
+  }
+
+  void run(dnnl::stream& s, const memory& dw_canon, float* db) override {
+    if (x_reorder_) x_reorder_->run(s);
+    if (dy_reorder_) dy_reorder_->run(s);
+    s.wait();
+    for (int64_t kh = 0; kh < k_; ++kh)
+      for (int64_t kw = 0; kw < k_; ++kw) {
+        gather(kh, kw);
+        mm_.execute(s, {{DNNL_ARG_SRC, a_},
+                        {DNNL_ARG_WEIGHTS, col_},
+                        {DNNL_ARG_DST, taps_[static_cast<size_t>(kh * k_ + kw)]}});
+      }
+    memory dst = dw_canon;  // a handle: execute takes non-const memories
+    to_canon_.execute(s, r_, dst);
+    if (db) bias(db);
+    s.wait();
+  }
+
+ private:
+  // col[(n, p, q), :] = B[n, p*s - lo_h + kh, q*s - lo_w + kw, :], zero outside B.
+  void gather(int64_t kh, int64_t kw) {
+    const auto* b = static_cast<const char*>(big_->get_data_handle());
+    auto* col = static_cast<char*>(col_.get_data_handle());
+    const size_t row = static_cast<size_t>(cb_) * esize_;
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < rows_; ++m) {
+      const int64_t q = m % q_, p = (m / q_) % p_, n = m / (q_ * p_);
+      const int64_t h = p * stride_ - lo_h_ + kh, w = q * stride_ - lo_w_ + kw;
+      char* dst = col + static_cast<size_t>(m) * row;
+      if (h >= 0 && h < hb_ && w >= 0 && w < wb_)
+        std::memcpy(dst, b + static_cast<size_t>((n * hb_ + h) * wb_ + w) * row, row);
+      else
+        std::memset(dst, 0, row);
+    }
+  }
+
+  // db[c] = sum over every position of dy[., c], in a fixed order (16 blocks of positions,
+  // then the blocks in turn): the same result for any thread count.
+  void bias(float* db) {
+    const md_t d = bias_from_->get_desc();
+    const int64_t ch = d.get_dims()[1];
+    const int64_t rows = d.get_dims()[0] * d.get_dims()[2] * d.get_dims()[3];
+    constexpr int64_t kBlocks = 16;
+    partial_.assign(static_cast<size_t>(kBlocks * ch), 0.0);
+    const bool bf16 = esize_ == 2;
+    const void* base = bias_from_->get_data_handle();
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < kBlocks; ++blk) {
+      double* acc = partial_.data() + blk * ch;
+      for (int64_t m = rows * blk / kBlocks; m < rows * (blk + 1) / kBlocks; ++m)
+        for (int64_t c = 0; c < ch; ++c)
+          acc[c] += bf16 ? bf16_to_f32(static_cast<const uint16_t*>(base)[m * ch + c])
+                         : static_cast<const float*>(base)[m * ch + c];
+    }
+    for (int64_t c = 0; c < ch; ++c) {
+      double t = 0;
+      for (int64_t blk = 0; blk < kBlocks; ++blk) t += partial_[blk * ch + c];
+      db[c] = static_cast<float>(t);
+    }
+  }
+
+  const ResolvedLayer& L_;
+  size_t esize_ = 4;
+  int64_t k_ = 1, stride_ = 1, lo_h_ = 0, lo_w_ = 0;
+  int64_t n_ = 0, cs_ = 0, p_ = 0, q_ = 0, cb_ = 0, hb_ = 0, wb_ = 0, rows_ = 0;
+  memory x_, dy_, col_, r_, a_;
+  const memory *small_ = nullptr, *big_ = nullptr, *bias_from_ = nullptr;
+  std::optional<Reorder> x_reorder_, dy_reorder_;
+  std::vector<memory> taps_;
+  md_t w_canon_md_;
+  dnnl::matmul mm_;
+  dnnl::reorder to_canon_;
+  std::vector<double> partial_;
+};
+
+}  // namespace
+
+std::unique_ptr<GemmWeights> make_gemm_weights(Ctx& c, const ResolvedLayer& L, int64_t batch,
+                                               const memory& src, const memory& d_dst) {
+  const LayerSpec& s = L.spec;
+  if (s.kind != LayerKind::Conv2d && s.kind != LayerKind::ConvTranspose2d) return nullptr;
+  const std::string mode = bwdw_setting();
+  if (mode == "native") return nullptr;
+  const bool conv = s.kind == LayerKind::Conv2d;
+  const int64_t ic = L.in[0], oc = s.out;
+  const int64_t cs = conv ? oc : ic, cb = conv ? ic : oc;
+  // Both matrix sides need enough channels for a matrix product to beat the direct kernel.
+  if (cs < 16 || cb < 16) return nullptr;
+  if (mode == "auto" && !gemm_weights_rule(c, L)) return nullptr;
+  return std::make_unique<TapGemmWeights>(c, L, batch, src, d_dst);
+}
+
+}  // namespace dcgan::cpu
