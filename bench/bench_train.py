@@ -3,6 +3,7 @@
     python bench/bench_train.py --presets mnist,cifar10,dcgan64 --batch 64 --threads 2
     python bench/bench_train.py --presets mnist --precision fp32,bf16      # bf16 beside fp32
     python bench/bench_train.py --presets dcgan64 --fuse all,none --no-anchor  # one fusion A/B
+    python bench/bench_train.py --presets dcgan64 --bwdw auto,native --no-anchor # GEMM weights A/B
     python bench/bench_train.py --presets mnist --rss                       # peak RSS of both
 
 For each preset it alternates rounds of (each dcgan variant, the anchor) on the same machine and
@@ -21,7 +22,9 @@ It also prints what the hardware allows:
 
 Variants of dcgan: ``--precision fp32,bf16`` (bf16 is skipped, with the reason, where the CPU
 cannot), ``--fuse all,none,act,bn_relu`` (the DCGAN_CPU_FUSE setting of the compiled networks,
-so each fusion can be measured alone against ``none`` in one run).
+so each fusion can be measured alone against ``none`` in one run), ``--bwdw auto,native`` (the
+DCGAN_CPU_BWDW setting: backward-weights as matrix products where the rule picks them, or
+oneDNN's direct kernels everywhere). "vs first" is each variant's speed over the first one's.
 
 ``--rss`` also runs each side in a fresh process for ``--rss-steps`` steps and prints its peak
 resident set (VmHWM), and that of a process that only imported the library, so the
@@ -76,24 +79,28 @@ def bench_data(cfg, batch: int, uint8: bool) -> Tuple[np.ndarray, dict]:
 
 
 def time_dcgan(preset: str, batch: int, threads: int, seconds: float, uint8: bool = False,
-               precision: str = "fp32", fuse: Optional[str] = None) -> Tuple[float, float]:
-    """(images/s, FLOPs per step) of dcgan with the given precision and fusion setting."""
+               precision: str = "fp32", fuse: Optional[str] = None,
+               bwdw: Optional[str] = None) -> Tuple[float, float]:
+    """(images/s, FLOPs per step) of dcgan with the given precision, fusion and backward-weights
+    settings (DCGAN_CPU_FUSE, DCGAN_CPU_BWDW: None leaves the environment's)."""
     import dcgan
 
-    old = os.environ.get("DCGAN_CPU_FUSE")
-    if fuse is not None:  # read when the networks are compiled (the first fit)
-        os.environ["DCGAN_CPU_FUSE"] = fuse
+    settings = {"DCGAN_CPU_FUSE": fuse, "DCGAN_CPU_BWDW": bwdw}
+    old = {k: os.environ.get(k) for k in settings}
+    for k, v in settings.items():  # read when the networks are compiled (the first fit)
+        if v is not None:
+            os.environ[k] = v
     try:
         cfg = bench_config(preset, batch, threads, precision)
         tr = dcgan.Trainer(cfg)
         x, rng_arg = bench_data(cfg, batch, uint8)
         tr.fit(x, steps=5, progress=False, **rng_arg)  # warm-up: primitive creation
     finally:
-        if fuse is not None:
-            if old is None:
-                os.environ.pop("DCGAN_CPU_FUSE", None)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
             else:
-                os.environ["DCGAN_CPU_FUSE"] = old
+                os.environ[k] = v
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         tr.fit(x, steps=10, progress=False, **rng_arg)
@@ -181,6 +188,8 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", help="comma list of fp32, bf16")
     ap.add_argument("--fuse", default=None,
                     help="comma list of DCGAN_CPU_FUSE settings to time side by side (all, none, act, bn_relu)")
+    ap.add_argument("--bwdw", default=None,
+                    help="comma list of DCGAN_CPU_BWDW settings to time side by side (auto, gemm, native)")
     ap.add_argument("--no-anchor", action="store_true", help="time dcgan only")
     ap.add_argument("--rss", action="store_true", help="also measure peak RSS of each side in fresh processes")
     ap.add_argument("--rss-steps", type=int, default=20)
@@ -210,19 +219,21 @@ def main() -> None:
               f"{peak['ghz']:.2f} GHz x {peak['flops_per_cycle']:.1f} FLOP/cycle ({peak['vector_bits']}-bit FMA)",
               flush=True)
 
-    variants: List[Tuple[str, Optional[str]]] = []
+    Variant = Tuple[str, Optional[str], Optional[str]]  # precision, fuse, bwdw
+    variants: List[Variant] = []
     for prec in a.precision.split(","):
         for fuse in (a.fuse.split(",") if a.fuse else [None]):
-            variants.append((prec, fuse))
+            for bwdw in (a.bwdw.split(",") if a.bwdw else [None]):
+                variants.append((prec, fuse, bwdw))
 
-    def label(v: Tuple[str, Optional[str]]) -> str:
-        return v[0] + (f" fuse={v[1]}" if v[1] is not None else "")
+    def label(v: Variant) -> str:
+        return v[0] + (f" fuse={v[1]}" if v[1] is not None else "") + (f" bwdw={v[2]}" if v[2] is not None else "")
 
     rows = []
     for preset in a.presets.split(","):
-        ours: Dict[Tuple[str, Optional[str]], List[float]] = {v: [] for v in variants}
-        flops: Dict[Tuple[str, Optional[str]], float] = {}
-        skipped: Dict[Tuple[str, Optional[str]], str] = {}
+        ours: Dict[Variant, List[float]] = {v: [] for v in variants}
+        flops: Dict[Variant, float] = {}
+        skipped: Dict[Variant, str] = {}
         theirs: List[float] = []
         for r in range(a.rounds):
             parts = []
@@ -230,7 +241,7 @@ def main() -> None:
                 if v in skipped:
                     continue
                 try:
-                    ips, fl = time_dcgan(preset, a.batch, a.threads, a.seconds, a.uint8, v[0], v[1])
+                    ips, fl = time_dcgan(preset, a.batch, a.threads, a.seconds, a.uint8, *v)
                 except ValueError as e:  # e.g. bf16 on a CPU without AVX512-BF16
                     skipped[v] = str(e)
                     print(f"# {preset} {label(v)}: skipped: {e}", flush=True)
@@ -250,7 +261,7 @@ def main() -> None:
                 continue
             mo = statistics.median(ours[v])
             gflops = flops[v] / a.batch * mo / 1e9
-            rec = dict(preset=preset, precision=v[0], fuse=v[1], batch=a.batch, threads=a.threads,
+            rec = dict(preset=preset, precision=v[0], fuse=v[1], bwdw=v[2], batch=a.batch, threads=a.threads,
                        data="uint8" if a.uint8 else "float32", dcgan_img_s=round(mo, 1),
                        gflop_per_step=round(flops[v] / 1e9, 3), gflop_s=round(gflops, 1),
                        fp32_peak_gflop_s=round(peak["gflops"], 1),
@@ -281,14 +292,15 @@ def main() -> None:
         versions = f"dcgan {dcgan.__version__}, oneDNN {dcgan.onednn_version}, torch {torch_version}"
         print(f"\n{datetime.date.today()}, {cpu}, {os.cpu_count()} cores, ISA {isa}, {versions}, "
               f"{a.threads} threads, batch {a.batch}, fp32 peak {peak['gflops']:.0f} GFLOP/s (measured)\n")
-        print("| preset | precision | fuse | dcgan img/s | PyTorch img/s | ratio | GFLOP/step | GFLOP/s | of fp32 peak | ISA |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| preset | precision | fuse | bwdw | dcgan img/s | PyTorch img/s | ratio | vs first | GFLOP/step | GFLOP/s | of fp32 peak | ISA |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             if "dcgan_img_s" not in r:
                 continue
             frac = f"{100 * r['fraction_of_fp32_peak']:.0f}%" if r["fraction_of_fp32_peak"] is not None else "-"
             print(f"| {r['preset']}{' (uint8)' if a.uint8 else ''} | {r['precision']} | {r['fuse'] or 'all'} | "
-                  f"{r['dcgan_img_s']} | {r.get('pytorch_img_s', '-')} | {r.get('ratio', '-')} | "
+                  f"{r['bwdw'] or 'auto'} | {r['dcgan_img_s']} | {r.get('pytorch_img_s', '-')} | {r.get('ratio', '-')} | "
+                  f"{r.get('vs_first_variant', '-')} | "
                   f"{r['gflop_per_step']} | {r['gflop_s']} | {frac} | {r['isa']} |")
         rss_rows = [r for r in rows if "peak_rss_mb_dcgan" in r]
         if rss_rows:

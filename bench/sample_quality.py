@@ -9,7 +9,12 @@ PyTorch for the same steps (the reference script's mnist model, ../shared/anchor
 imported from there; its BatchNorm keeps PyTorch's defaults) and scored in eval() and train()
 mode. Prints a table and one JSON line per row.
 
+With ``--precision fp32,bf16 --seeds 0,1`` it trains dcgan once per (seed, precision) and scores
+the "precise" samples only: bf16 beside fp32 at equal steps, with the seed-to-seed spread beside
+the difference.
+
 usage: python bench/sample_quality.py [--steps 937] [--threads 2] [--no-torch] [--bn-momentum 0.1]
+                                      [--precision fp32,bf16] [--seeds 0,1]
 """
 from __future__ import annotations
 
@@ -45,11 +50,12 @@ def score(net, ref, samples: np.ndarray, value_range=(-1.0, 1.0)) -> dict:
             "missing": rep["missing"]}
 
 
-def train_dcgan(x: np.ndarray, steps: int, threads: int, momentum: float | None, seed: int):
+def train_dcgan(x: np.ndarray, steps: int, threads: int, momentum: float | None, seed: int,
+                precision: str = "fp32"):
     import dcgan
 
     kw = {} if momentum is None else {"bn_momentum": momentum}
-    tr = dcgan.Trainer(dcgan.Config.mnist(batch_size=64, seed=seed, threads=threads, **kw))
+    tr = dcgan.Trainer(dcgan.Config.mnist(batch_size=64, seed=seed, threads=threads, precision=precision, **kw))
     t = time.time()
     tr.fit(x, steps=steps, progress=False)
     return tr, time.time() - t
@@ -105,6 +111,8 @@ def main() -> None:
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch run")
     ap.add_argument("--bn-momentum", type=float, default=None,
                     help="also train dcgan with this BatchNorm momentum (the preset's is 0.01)")
+    ap.add_argument("--precision", default="fp32", help="comma list of fp32, bf16 (Config.precision)")
+    ap.add_argument("--seeds", default=None, help="comma list of seeds for the dcgan runs (default: --seed)")
     args = ap.parse_args()
 
     import dcgan
@@ -121,11 +129,19 @@ def main() -> None:
     rows = []
     real = score(net, ref, x[:args.samples], value_range=None)
     rows.append(("MNIST training images", "-", real, 0.0))
-    for momentum in [None] + ([args.bn_momentum] if args.bn_momentum is not None else []):
-        tr, secs = train_dcgan(x, args.steps, args.threads, momentum, args.seed)
-        name = f"dcgan mnist (bn_momentum {tr.cfg.bn_momentum:g})"
-        for mode in ("precise", "running", "batch"):
-            rows.append((name, mode, score(net, ref, tr.generate(args.samples, seed=1234, bn_inference=mode)), secs))
+    precisions = args.precision.split(",")
+    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+    variants = len(precisions) > 1 or len(seeds) > 1
+    for seed in seeds:
+        for prec in precisions:
+            for momentum in [None] + ([args.bn_momentum] if args.bn_momentum is not None else []):
+                tr, secs = train_dcgan(x, args.steps, args.threads, momentum, seed, prec)
+                name = f"dcgan mnist (bn_momentum {tr.cfg.bn_momentum:g})"
+                if variants:
+                    name = f"dcgan mnist {prec} seed {seed}"
+                for mode in (("precise",) if variants else ("precise", "running", "batch")):
+                    rows.append((name, mode, score(net, ref, tr.generate(args.samples, seed=1234, bn_inference=mode)),
+                                 secs))
     if not args.no_torch:
         sample, secs = train_torch(x, args.steps, args.threads, args.seed)
         for mode, train_mode in (("eval()", False), ("train()", True)):

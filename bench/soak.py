@@ -1,6 +1,7 @@
 """Soak: a long run with the resident set size sampled, to show that nothing grows per step.
 
     python bench/soak.py --steps 10000 --preset mnist --width 16 --batch 32
+    python bench/soak.py --steps 10000 --preset mnist --batch 64 --precision bf16
 
 Trains `steps` steps in chunks of `--every` (each a fit() call, as a notebook or the command line
 would make them, with a save every `--save-every` steps), samples RSS (/proc/self/statm) after
@@ -29,7 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=10_000)
     ap.add_argument("--preset", default="mnist")
-    ap.add_argument("--width", type=int, default=16, help="g_width = d_width")
+    ap.add_argument("--width", type=int, default=None, help="g_width = d_width (default: the preset's)")
+    ap.add_argument("--precision", default="fp32", help="Config.precision: fp32 or bf16")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--every", type=int, default=250, help="steps per fit() call (one RSS sample each)")
     ap.add_argument("--save-every", type=int, default=2500)
@@ -38,8 +40,9 @@ def main() -> None:
 
     import dcgan
 
-    cfg = dcgan.Config.preset(a.preset, batch_size=a.batch, g_width=a.width, d_width=a.width, seed=0,
-                              threads=a.threads)
+    widths = {} if a.width is None else dict(g_width=a.width, d_width=a.width)
+    cfg = dcgan.Config.preset(a.preset, batch_size=a.batch, seed=0, threads=a.threads, precision=a.precision,
+                              **widths)
     tr = dcgan.Trainer(cfg)
     c, h, w = cfg.image_shape
     x = np.random.default_rng(0).integers(0, 256, (4096, h, w, c), dtype=np.uint8)
@@ -59,7 +62,8 @@ def main() -> None:
     warm = samples[min(3, len(samples) - 1)]  # after allocator and primitive warm-up
     end = samples[-1]
     per_k = (end[1] - warm[1]) / max(end[0] - warm[0], 1) * 1000
-    rec = dict(date=str(datetime.date.today()), preset=a.preset, width=a.width, batch=a.batch, steps=a.steps,
+    rec = dict(date=str(datetime.date.today()), preset=a.preset, width=a.width, precision=a.precision,
+               batch=a.batch, steps=a.steps,
                seconds=round(el, 1), rss_start_mb=samples[0][1], rss_after_warmup_mb=warm[1], rss_end_mb=end[1],
                growth_mb=round(end[1] - warm[1], 2), growth_mb_per_1000_steps=round(per_k, 3),
                finite=bool(np.isfinite(np.asarray(tr.history["d_loss"])).all()),

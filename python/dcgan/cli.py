@@ -164,6 +164,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="NAME",
                    help="backend that runs the step: cpu or cuda (Config.device; default: the configuration's, "
                         "or for resume the one that saved the checkpoint)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help="arithmetic of the training step (Config.precision): bf16 needs a CPU with AVX512-BF16 "
+                        "or AMX (default: the configuration's, or for resume the checkpoint's)")
     p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
                    help="also save OUT/checkpoints/step_NNNNNN.npz every N steps")
     p.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="K",
@@ -416,7 +419,7 @@ def _make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> T
         file_preset = fields.pop("preset", None) or file_preset
     overrides: Dict[str, Any] = {}
     for arg, field in (("batch_size", "batch_size"), ("seed", "seed"), ("lr", "lr"), ("epochs", "epochs"),
-                       ("threads", "threads"), ("device", "device")):
+                       ("threads", "threads"), ("device", "device"), ("precision", "precision")):
         v = getattr(args, arg, None)
         if v is not None:
             overrides[field] = v
@@ -918,10 +921,11 @@ def _cmd_resume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
                          "resume needs a full checkpoint (Trainer.save)")
         saved = dcgan.Config.from_dict(meta["config"])
         cfg = saved
-        if args.threads is not None:
+        changes = {k: getattr(args, k) for k in ("threads", "precision") if getattr(args, k, None) is not None}
+        if changes:
             import dataclasses
 
-            cfg = dataclasses.replace(saved, threads=args.threads)
+            cfg = dataclasses.replace(saved, **changes)
         if getattr(args, "data_only", False):
             x, _ = _load_data(cfg, args.dataset, data, args, parser)
             return 0

@@ -455,7 +455,7 @@ StepFlops GanTrainer::step_flops() const {
   };
   // device_step, pass by pass.
   for (int k = 0; k < cfg_.n_critic; ++k) {
-    forward(d_plan_), backward(d_plan_, false, true);  // D on real images
+    forward(d_plan_), backward(d_plan_, false, true);                    // D on real images
     forward(g_plan_), forward(d_plan_), backward(d_plan_, false, true);  // D on fakes
     if (cfg_.joint) {
       backward(d_plan_, true, false), backward(g_plan_, false, true);  // G through that pass

@@ -133,14 +133,15 @@ class BatchNormLayer : public Layer {
 
   void backward(bool, int slot) override {
     if (synced_) return synced_backward(slot);
-    bwd_.execute(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
-                                   {DNNL_ARG_MEAN, mean_},
-                                   {DNNL_ARG_VARIANCE, var_},
-                                   {DNNL_ARG_DIFF_DST, d_out},
-                                   {DNNL_ARG_SCALE, scale_},
-                                   {DNNL_ARG_DIFF_SRC, d_in_},
-                                   {DNNL_ARG_DIFF_SCALE, slot >= 0 ? dscale_[slot] : dscale_tmp_},
-                                   {DNNL_ARG_DIFF_SHIFT, slot >= 0 ? dshift_[slot] : dshift_tmp_}}));
+    bwd_.execute(c_.strm,
+                 with_ws({{DNNL_ARG_SRC, in_},
+                          {DNNL_ARG_MEAN, mean_},
+                          {DNNL_ARG_VARIANCE, var_},
+                          {DNNL_ARG_DIFF_DST, d_out},
+                          {DNNL_ARG_SCALE, scale_},
+                          {DNNL_ARG_DIFF_SRC, d_in_},
+                          {DNNL_ARG_DIFF_SCALE, slot >= 0 ? dscale_[slot] : dscale_tmp_},
+                          {DNNL_ARG_DIFF_SHIFT, slot >= 0 ? dshift_[slot] : dshift_tmp_}}));
   }
 
  private:
@@ -213,8 +214,8 @@ class BatchNormLayer : public Layer {
                                   {DNNL_ARG_MEAN, mean_},
                                   {DNNL_ARG_VARIANCE, var_},
                                   {DNNL_ARG_SCALE, corr_scale_},
-                                 {DNNL_ARG_SHIFT, corr_shift_},
-                                 {DNNL_ARG_DST, corr_}});
+                                  {DNNL_ARG_SHIFT, corr_shift_},
+                                  {DNNL_ARG_DST, corr_}});
     add_.execute(c_.strm,
                  {{DNNL_ARG_SRC_0, d_in_}, {DNNL_ARG_SRC_1, corr_}, {DNNL_ARG_DST, d_in_}});
   }

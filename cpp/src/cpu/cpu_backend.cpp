@@ -186,8 +186,8 @@ class CpuBackend : public Backend {
     const LossOut r = cpu::g_loss(kind, logits, n, d_logits);
     *loss_out = static_cast<float>(r.loss), *mean_out = static_cast<float>(r.mean_out);
   }
-  void softmax_xent(const float* logits, const float* labels, int64_t n, int64_t k,
-                    float* d_logits, float* loss_out, float* correct_out) override {
+  void softmax_xent(const float* logits, const float* labels, int64_t n, int64_t k, float* d_logits,
+                    float* loss_out, float* correct_out) override {
     const LossOut r = cpu::softmax_xent(logits, labels, n, k, d_logits);
     *loss_out = static_cast<float>(r.loss), *correct_out = static_cast<float>(r.mean_out);
   }

@@ -5,7 +5,8 @@
 //
 // Both layers' weight gradient pairs a "small" tensor S with positions (n, p, q) and channels
 // CS and a "big" tensor B (channels CB): for kernel tap (kh, kw),
-//   R[cs, kh, kw, cb] = sum over (n, p, q) of S[n, p, q, cs] * B[n, p*s - lo + kh, q*s - lo + kw, cb]
+//   R[cs, kh, kw, cb] = sum over (n, p, q) of S[n, p, q, cs] * B[n, p*s - lo + kh, q*s - lo + kw,
+//   cb]
 // (B zero outside). Conv2d: S = dy, B = x, R = dW as (out, kh, kw, in). ConvTranspose2d: S = x,
 // B = dy, R = dW as (in, kh, kw, out). Per tap: the rows of B each position reads are gathered
 // into a (positions x CB) matrix, and R's tap slice = S^T (CS x positions) x that matrix, S read
@@ -72,8 +73,8 @@ class TapGemmWeights : public GemmWeights {
     // R (f32): (CS, K, K, CB) in memory, as the layer's (out, in, k, k) weight dims.
     const int64_t kk = k_ * k_;
     const memory::dims w_dims = {oc, ic, k_, k_};
-    const memory::dims r_strides = conv ? memory::dims{kk * ic, 1, k_ * ic, ic}
-                                        : memory::dims{1, kk * oc, k_ * oc, oc};
+    const memory::dims r_strides =
+        conv ? memory::dims{kk * ic, 1, k_ * ic, ic} : memory::dims{1, kk * oc, k_ * oc, oc};
     r_ = memory(md_t(w_dims, dt::f32, r_strides), c.eng);
     // One tap's product: S^T (CS x rows, strides of NHWC S) x col (rows x CB) -> R's tap slice.
     const md_t a_md({cs_, rows_}, act, memory::dims{1, cs_});

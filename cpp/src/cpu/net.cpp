@@ -42,8 +42,10 @@ Fusions fusions_from_env() {
     else if (item == "bn_relu")
       f.bn_relu = true;
     else if (item != "none")
-      throw InvalidArgument("DCGAN_CPU_FUSE: expected 'all', 'none' or a comma list of 'act' and "
-                            "'bn_relu', got '" + s + "'");
+      throw InvalidArgument(
+          "DCGAN_CPU_FUSE: expected 'all', 'none' or a comma list of 'act' and "
+          "'bn_relu', got '" +
+          s + "'");
     at = end + 1;
   }
   return f;

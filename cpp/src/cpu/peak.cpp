@@ -41,7 +41,7 @@ double add_chain_ghz(int64_t iters) {
 }
 
 // 12 independent accumulators: enough to cover 2 FMA ports x 4-5 cycles of latency.
-#define DCGAN_FMA12(FMA) \
+#define DCGAN_FMA12(FMA)                                                          \
   a0 = FMA(a0, m, c), a1 = FMA(a1, m, c), a2 = FMA(a2, m, c), a3 = FMA(a3, m, c); \
   a4 = FMA(a4, m, c), a5 = FMA(a5, m, c), a6 = FMA(a6, m, c), a7 = FMA(a7, m, c); \
   a8 = FMA(a8, m, c), a9 = FMA(a9, m, c), a10 = FMA(a10, m, c), a11 = FMA(a11, m, c)
@@ -56,10 +56,10 @@ __attribute__((target("avx512f"))) float fma_loop_512(int64_t iters) {
   for (int64_t i = 0; i < iters; ++i) {
     DCGAN_FMA12(_mm512_fmadd_ps);
   }
-  const __m512 s = _mm512_add_ps(
-      _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)),
-                    _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11))));
+  const __m512 s =
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                    _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)),
+                                  _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11))));
   return _mm512_reduce_add_ps(s);
 }
 
@@ -72,10 +72,10 @@ __attribute__((target("avx2,fma"))) float fma_loop_256(int64_t iters) {
   for (int64_t i = 0; i < iters; ++i) {
     DCGAN_FMA12(_mm256_fmadd_ps);
   }
-  const __m256 s = _mm256_add_ps(
-      _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-      _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)),
-                    _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11))));
+  const __m256 s =
+      _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                    _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)),
+                                  _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11))));
   float out[8];
   _mm256_storeu_ps(out, s);
   float t = 0;

@@ -17,8 +17,7 @@ class ReshapeLayer : public Layer {
     d_in_ = d_in;
     // Activations keep their data type (bf16 in bf16 training) through the view.
     const dt type = in.get_desc().get_data_type();
-    const md_t plain_in = plain_md(batch_, L_.in, type),
-               plain_out = plain_md(batch_, L_.out, type);
+    const md_t plain_in = plain_md(batch_, L_.in, type), plain_out = plain_md(batch_, L_.out, type);
     if (in.get_desc() == plain_in) {
       out = memory(plain_out, c.eng, in.get_data_handle());
       d_out = memory(plain_out, c.eng, d_in.get_data_handle());

@@ -66,8 +66,7 @@ class WeightedLayer : public Layer {
       case LayerKind::Dense: {
         inner_product_forward::primitive_desc f(c.eng, P, any_src, any_w, b_md, any_dst, attr);
         inner_product_backward_data::primitive_desc bd(c.eng, any_src, any_w, any_dst, f);
-        inner_product_backward_weights::primitive_desc bw(c.eng, any_src, any_dw, b_md, any_dst,
-                                                          f);
+        inner_product_backward_weights::primitive_desc bw(c.eng, any_src, any_dw, b_md, any_dst, f);
         fwd_ = inner_product_forward(f), bwd_d_ = inner_product_backward_data(bd);
         bwd_w_ = inner_product_backward_weights(bw);
         set_mds(f, bd, bw);
@@ -157,7 +156,8 @@ class WeightedLayer : public Layer {
   void backward(bool need_d_in, int slot) override {
     auto& s = c_.strm;
     if (act_)  // d_out: from the activation's output gradient to this layer's, in place
-      act_bwd_.execute(s, {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_out}});
+      act_bwd_.execute(
+          s, {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_out}});
     if (dd_bd_reorder_) dd_bd_reorder_->run(s);
     if (need_d_in) {
       if (w_bd_reorder_ && w_bd_version_ != ps_.version()) {
@@ -196,7 +196,7 @@ class WeightedLayer : public Layer {
   const ResolvedLayer& L_;
   HostParams& ps_;
   int64_t batch_;
-  const ResolvedLayer* act_;  // a fused activation, or nullptr
+  const ResolvedLayer* act_;             // a fused activation, or nullptr
   std::unique_ptr<GemmWeights> gemm_w_;  // backward-weights as matrix products, or nullptr
   dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_;
   md_t fwd_src_md_, fwd_w_md_, fwd_dst_md_, bd_src_md_, bd_w_md_, bd_dst_md_, bw_src_md_, bw_w_md_,

@@ -351,8 +351,8 @@ class CudaBackend : public Backend {
               float* mean_out) override {
     cuda::g_loss(c_.stream, kind, logits, n, d_logits, loss_out, mean_out);
   }
-  void softmax_xent(const float* logits, const float* labels, int64_t n, int64_t k,
-                    float* d_logits, float* loss_out, float* correct_out) override {
+  void softmax_xent(const float* logits, const float* labels, int64_t n, int64_t k, float* d_logits,
+                    float* loss_out, float* correct_out) override {
     cuda::softmax_xent(c_.stream, logits, labels, n, k, d_logits, loss_out, correct_out);
   }
   int64_t count_non_finite(const float* p, int64_t n) override {
