@@ -32,32 +32,34 @@ class BatchNormLayer : public Layer {
     const auto affine = normalization_flags::use_scale | normalization_flags::use_shift;
     const auto flags = relu_ ? affine | normalization_flags::fuse_norm_relu : affine;
     const float eps = L_.spec.eps;
+    const primitive_attr attr = c.attr();
     batch_normalization_forward::primitive_desc ft(c.eng, prop_kind::forward_training, md, md, eps,
-                                                   flags);
+                                                   flags, attr);
     batch_normalization_forward::primitive_desc fi(c.eng, prop_kind::forward_inference, md, md, eps,
-                                                   flags | normalization_flags::use_global_stats);
+                                                   flags | normalization_flags::use_global_stats,
+                                                   attr);
     batch_normalization_backward::primitive_desc b(c.eng, prop_kind::backward, md, md, md, eps,
-                                                   flags, ft);
-    fwd_train_ = batch_normalization_forward(ft);
-    fwd_infer_ = batch_normalization_forward(fi);
-    bwd_ = batch_normalization_backward(b);
+                                                   flags, ft, attr);
+    fwd_train_ = Prim(c, ft);
+    fwd_infer_ = Prim(c, fi);
+    bwd_ = Prim(c, b);
     // Synchronised BatchNorm: training forward and backward with given (global) statistics; the
     // backward's missing terms (the gradient through the statistics) are added as an affine
     // map of x, which is a BN inference forward, then a binary add.
     const auto global = flags | normalization_flags::use_global_stats;
     batch_normalization_forward::primitive_desc fg(c.eng, prop_kind::forward_training, md, md, eps,
-                                                   global);
+                                                   global, attr);
     batch_normalization_backward::primitive_desc bg(c.eng, prop_kind::backward, md, md, md, eps,
-                                                    global, fg);
-    fwd_global_ = batch_normalization_forward(fg);
-    bwd_global_ = batch_normalization_backward(bg);
+                                                    global, fg, attr);
+    fwd_global_ = Prim(c, fg);
+    bwd_global_ = Prim(c, bg);
     // The correction's affine map, without the ReLU.
-    fwd_affine_ = batch_normalization_forward(batch_normalization_forward::primitive_desc(
-        c.eng, prop_kind::forward_inference, md, md, eps,
-        affine | normalization_flags::use_global_stats));
+    fwd_affine_ = Prim(c, batch_normalization_forward::primitive_desc(
+                              c.eng, prop_kind::forward_inference, md, md, eps,
+                              affine | normalization_flags::use_global_stats, attr));
     if (relu_) ws_ = memory(ft.workspace_desc(), c.eng);
-    add_ = dnnl::binary(
-        dnnl::binary::primitive_desc(c.eng, dnnl::algorithm::binary_add, md, md, d_in.get_desc()));
+    add_ = Prim(c, dnnl::binary::primitive_desc(c.eng, dnnl::algorithm::binary_add, md, md,
+                                                d_in.get_desc(), attr));
     C_ = L_.in[0];
     const md_t c_md({C_}, dt::f32, tag::a);
     scale_ = memory(c_md, c.eng, ps_.params() + L_.params[0].offset);
@@ -83,31 +85,31 @@ class BatchNormLayer : public Layer {
   void forward(bool training, Counter) override {
     if (!training) {
       synced_ = false;
-      fwd_infer_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
-                                   {DNNL_ARG_MEAN, run_mean_},
-                                   {DNNL_ARG_VARIANCE, run_var_},
-                                   {DNNL_ARG_SCALE, scale_},
-                                   {DNNL_ARG_SHIFT, shift_},
-                                   {DNNL_ARG_DST, out}});
+      fwd_infer_.run(c_.strm, {{DNNL_ARG_SRC, in_},
+                               {DNNL_ARG_MEAN, run_mean_},
+                               {DNNL_ARG_VARIANCE, run_var_},
+                               {DNNL_ARG_SCALE, scale_},
+                               {DNNL_ARG_SHIFT, shift_},
+                               {DNNL_ARG_DST, out}});
       return;
     }
-    fwd_train_.execute(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
-                                         {DNNL_ARG_MEAN, mean_},
-                                         {DNNL_ARG_VARIANCE, var_},
-                                         {DNNL_ARG_SCALE, scale_},
-                                         {DNNL_ARG_SHIFT, shift_},
-                                         {DNNL_ARG_DST, out}}));
+    fwd_train_.run(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
+                                     {DNNL_ARG_MEAN, mean_},
+                                     {DNNL_ARG_VARIANCE, var_},
+                                     {DNNL_ARG_SCALE, scale_},
+                                     {DNNL_ARG_SHIFT, shift_},
+                                     {DNNL_ARG_DST, out}}));
     Communicator* comm = *comm_;
     const int world = comm ? comm->size() : 1;
     if (world > 1) {
       c_.strm.wait();
       global_stats(*comm);
-      fwd_global_.execute(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
-                                            {DNNL_ARG_MEAN, mean_},
-                                            {DNNL_ARG_VARIANCE, var_},
-                                            {DNNL_ARG_SCALE, scale_},
-                                            {DNNL_ARG_SHIFT, shift_},
-                                            {DNNL_ARG_DST, out}}));
+      fwd_global_.run(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
+                                        {DNNL_ARG_MEAN, mean_},
+                                        {DNNL_ARG_VARIANCE, var_},
+                                        {DNNL_ARG_SCALE, scale_},
+                                        {DNNL_ARG_SHIFT, shift_},
+                                        {DNNL_ARG_DST, out}}));
     }
     synced_ = world > 1;
     const int64_t count = per_channel_ * world;
@@ -133,15 +135,14 @@ class BatchNormLayer : public Layer {
 
   void backward(bool, int slot) override {
     if (synced_) return synced_backward(slot);
-    bwd_.execute(c_.strm,
-                 with_ws({{DNNL_ARG_SRC, in_},
-                          {DNNL_ARG_MEAN, mean_},
-                          {DNNL_ARG_VARIANCE, var_},
-                          {DNNL_ARG_DIFF_DST, d_out},
-                          {DNNL_ARG_SCALE, scale_},
-                          {DNNL_ARG_DIFF_SRC, d_in_},
-                          {DNNL_ARG_DIFF_SCALE, slot >= 0 ? dscale_[slot] : dscale_tmp_},
-                          {DNNL_ARG_DIFF_SHIFT, slot >= 0 ? dshift_[slot] : dshift_tmp_}}));
+    bwd_.run(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
+                               {DNNL_ARG_MEAN, mean_},
+                               {DNNL_ARG_VARIANCE, var_},
+                               {DNNL_ARG_DIFF_DST, d_out},
+                               {DNNL_ARG_SCALE, scale_},
+                               {DNNL_ARG_DIFF_SRC, d_in_},
+                               {DNNL_ARG_DIFF_SCALE, slot >= 0 ? dscale_[slot] : dscale_tmp_},
+                               {DNNL_ARG_DIFF_SHIFT, slot >= 0 ? dshift_[slot] : dshift_tmp_}}));
   }
 
  private:
@@ -184,14 +185,14 @@ class BatchNormLayer : public Layer {
   void synced_backward(int slot) {
     memory dscale = slot >= 0 ? dscale_[slot] : dscale_tmp_;
     memory dshift = slot >= 0 ? dshift_[slot] : dshift_tmp_;
-    bwd_global_.execute(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
-                                          {DNNL_ARG_MEAN, mean_},
-                                          {DNNL_ARG_VARIANCE, var_},
-                                          {DNNL_ARG_DIFF_DST, d_out},
-                                          {DNNL_ARG_SCALE, scale_},
-                                          {DNNL_ARG_DIFF_SRC, d_in_},
-                                          {DNNL_ARG_DIFF_SCALE, dscale},
-                                          {DNNL_ARG_DIFF_SHIFT, dshift}}));
+    bwd_global_.run(c_.strm, with_ws({{DNNL_ARG_SRC, in_},
+                                      {DNNL_ARG_MEAN, mean_},
+                                      {DNNL_ARG_VARIANCE, var_},
+                                      {DNNL_ARG_DIFF_DST, d_out},
+                                      {DNNL_ARG_SCALE, scale_},
+                                      {DNNL_ARG_DIFF_SRC, d_in_},
+                                      {DNNL_ARG_DIFF_SCALE, dscale},
+                                      {DNNL_ARG_DIFF_SHIFT, dshift}}));
     c_.strm.wait();
     local_.resize(2 * C_);
     std::memcpy(local_.data(), dshift.get_data_handle(), C_ * sizeof(float));
@@ -210,14 +211,13 @@ class BatchNormLayer : public Layer {
       ch[i] = static_cast<float>(-k * local_[i]);
     }
     if (!corr_) corr_ = memory(in_.get_desc(), c_.eng);
-    fwd_affine_.execute(c_.strm, {{DNNL_ARG_SRC, in_},
-                                  {DNNL_ARG_MEAN, mean_},
-                                  {DNNL_ARG_VARIANCE, var_},
-                                  {DNNL_ARG_SCALE, corr_scale_},
-                                  {DNNL_ARG_SHIFT, corr_shift_},
-                                  {DNNL_ARG_DST, corr_}});
-    add_.execute(c_.strm,
-                 {{DNNL_ARG_SRC_0, d_in_}, {DNNL_ARG_SRC_1, corr_}, {DNNL_ARG_DST, d_in_}});
+    fwd_affine_.run(c_.strm, {{DNNL_ARG_SRC, in_},
+                              {DNNL_ARG_MEAN, mean_},
+                              {DNNL_ARG_VARIANCE, var_},
+                              {DNNL_ARG_SCALE, corr_scale_},
+                              {DNNL_ARG_SHIFT, corr_shift_},
+                              {DNNL_ARG_DST, corr_}});
+    add_.run(c_.strm, {{DNNL_ARG_SRC_0, d_in_}, {DNNL_ARG_SRC_1, corr_}, {DNNL_ARG_DST, d_in_}});
   }
 
   Ctx& c_;
@@ -227,7 +227,7 @@ class BatchNormLayer : public Layer {
   Communicator* const* comm_;  // the network's batch communicator (nullptr: this rank's batch)
   bool relu_;                  // a ReLU fused after the normalisation
   bool synced_ = false;        // the last training forward used global statistics
-  dnnl::primitive fwd_train_, fwd_infer_, bwd_, fwd_global_, bwd_global_, add_, fwd_affine_;
+  Prim fwd_train_, fwd_infer_, bwd_, fwd_global_, bwd_global_, add_, fwd_affine_;
   memory ws_, scale_, shift_, mean_, var_, run_mean_, run_var_, dscale_[2], dshift_[2], dscale_tmp_,
       dshift_tmp_, corr_scale_, corr_shift_, corr_;
   std::vector<float> local_, gathered_;

@@ -13,6 +13,23 @@
 
 namespace dcgan::cpu {
 
+dnnl::memory Ctx::scratch(const dnnl::memory::desc& desc) {
+  const size_t need = std::max<size_t>(desc.get_size(), 64);
+  if (need > scratch_size_) {
+    const size_t size = (need + 4095) / 4096 * 4096;
+    void* p = std::aligned_alloc(4096, size);
+    if (!p)
+      throw BackendError("out of host memory for a " + std::to_string(size) + "-byte scratchpad");
+    std::shared_ptr<void> buf(p, std::free);
+    for (dnnl::memory& m : scratch_users_) m.set_data_handle(p);
+    scratch_buf_ = std::move(buf);
+    scratch_size_ = size;
+  }
+  dnnl::memory m(desc, eng, scratch_buf_.get());
+  scratch_users_.push_back(m);
+  return m;
+}
+
 HostParams::HostParams(int64_t n_params, int64_t n_state, int grad_slots) {
   if (grad_slots != 1 && grad_slots != 2) throw InvalidArgument("grad_slots must be 1 or 2");
   this->n_params = n_params;

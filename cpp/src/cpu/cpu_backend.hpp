@@ -20,6 +20,23 @@ struct Ctx {
   // inner products read them: f32, or bf16 for Config.precision="bf16" (weights, their
   // gradients, BN statistics and Adam stay f32; networks take and give f32 at their edges).
   dnnl::memory::data_type act = dnnl::memory::data_type::f32;
+
+  // Every primitive is created with a user-managed scratchpad (attr()) and runs with a memory
+  // from scratch(): all of them share one buffer (they run one at a time on this context), so
+  // no execution allocates, as oneDNN's own scratchpads would on every call.
+  dnnl::primitive_attr attr() const {
+    dnnl::primitive_attr a;
+    a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return a;
+  }
+  // A memory of `desc` over the shared buffer, grown (and every earlier one re-pointed) when
+  // `desc` needs more than it has. Called while networks are compiled, never inside a step.
+  dnnl::memory scratch(const dnnl::memory::desc& desc);
+
+ private:
+  std::vector<dnnl::memory> scratch_users_;
+  std::shared_ptr<void> scratch_buf_;
+  size_t scratch_size_ = 0;
 };
 
 // All of a network's parameter arrays in one 64-byte aligned host allocation. `version()`

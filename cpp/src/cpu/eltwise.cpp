@@ -22,26 +22,27 @@ class EltwiseLayer : public Layer {
     const FusedEltwise e = fused_eltwise(L_.spec);
     const algorithm alg = e.backward;
     const float alpha = e.alpha;
-    eltwise_forward::primitive_desc f(c.eng, prop_kind::forward_training, alg, md, md, alpha, 0.f);
-    eltwise_backward::primitive_desc b(c.eng, alg, md, md, md, alpha, 0.f, f);
-    fwd_ = eltwise_forward(f);
-    bwd_ = eltwise_backward(b);
+    eltwise_forward::primitive_desc f(c.eng, prop_kind::forward_training, alg, md, md, alpha, 0.f,
+                                      c.attr());
+    eltwise_backward::primitive_desc b(c.eng, alg, md, md, md, alpha, 0.f, f, c.attr());
+    fwd_ = Prim(c, f);
+    bwd_ = Prim(c, b);
     out = in_place_ ? in : memory(md, c.eng);
     d_out = in_place_ ? d_in : memory(md, c.eng);
   }
   void forward(bool, Counter) override {
-    fwd_.execute(c_.strm, {{DNNL_ARG_SRC, in_}, {DNNL_ARG_DST, out}});
+    fwd_.run(c_.strm, {{DNNL_ARG_SRC, in_}, {DNNL_ARG_DST, out}});
   }
   void backward(bool, int) override {
-    bwd_.execute(c_.strm,
-                 {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_in_}});
+    bwd_.run(c_.strm,
+             {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_in_}});
   }
 
  private:
   Ctx& c_;
   const ResolvedLayer& L_;
   bool in_place_;
-  dnnl::primitive fwd_, bwd_;
+  Prim fwd_, bwd_;
 };
 
 }  // namespace

@@ -9,8 +9,8 @@
 //   cb]
 // (B zero outside). Conv2d: S = dy, B = x, R = dW as (out, kh, kw, in). ConvTranspose2d: S = x,
 // B = dy, R = dW as (in, kh, kw, out). Per tap: the rows of B each position reads are gathered
-// into a (positions x CB) matrix, and R's tap slice = S^T (CS x positions) x that matrix, S read
-// in place (NHWC, transposed through strides). R is then reordered into PyTorch's layout.
+// into a (positions x CB) matrix, and R's tap slice = S^T (CS x positions) x that matrix (S^T
+// reordered once from NHWC S). R is then reordered into PyTorch's layout.
 #include <omp.h>
 
 #include <algorithm>
@@ -70,37 +70,42 @@ class TapGemmWeights : public GemmWeights {
     big_ = conv ? &x_ : &dy_;
     bias_from_ = &dy_;  // the bias gradient sums dy over positions, in both layers
     col_ = memory(md_t({rows_, cb_}, act, tag::ab), c.eng);
-    // R (f32): (CS, K, K, CB) in memory, as the layer's (out, in, k, k) weight dims.
+    // R (f32): tap after tap, each a (CS x CB) matrix, as the layer's (out, in, k, k) dims.
     const int64_t kk = k_ * k_;
     const memory::dims w_dims = {oc, ic, k_, k_};
-    const memory::dims r_strides =
-        conv ? memory::dims{kk * ic, 1, k_ * ic, ic} : memory::dims{1, kk * oc, k_ * oc, oc};
+    const memory::dims r_strides = conv ? memory::dims{ic, 1, k_ * oc * ic, oc * ic}
+                                        : memory::dims{1, oc, k_ * ic * oc, ic * oc};
     r_ = memory(md_t(w_dims, dt::f32, r_strides), c.eng);
-    // One tap's product: S^T (CS x rows, strides of NHWC S) x col (rows x CB) -> R's tap slice.
-    const md_t a_md({cs_, rows_}, act, memory::dims{1, cs_});
+    // S^T (CS x rows), contiguous: plain operands let oneDNN pick its brgemm matmul, which
+    // packs through the scratchpad (its sgemm-based one allocates on every call).
+    const md_t s_rows({rows_, cs_}, act, tag::ab), s_cols({rows_, cs_}, act, tag::ba);
+    st_ = memory(s_cols, c.eng);
+    transpose_ = make_reorder(c, memory(s_rows, c.eng, small_->get_data_handle()), st_);
+    // One tap's product: S^T (CS x rows) x col (rows x CB) -> R's tap slice (CS x CB).
+    const md_t a_md({cs_, rows_}, act, tag::ab);
     const md_t b_md({rows_, cb_}, act, tag::ab);
-    const md_t c_md({cs_, cb_}, dt::f32, memory::dims{kk * cb_, 1});
-    mm_ = dnnl::matmul(dnnl::matmul::primitive_desc(c.eng, a_md, b_md, c_md));
-    a_ = memory(a_md, c.eng, small_->get_data_handle());
+    const md_t c_md({cs_, cb_}, dt::f32, tag::ab);
+    mm_ = Prim(c, dnnl::matmul::primitive_desc(c.eng, a_md, b_md, c_md, c.attr()));
+    a_ = memory(a_md, c.eng, st_.get_data_handle());
     auto* r = static_cast<float*>(r_.get_data_handle());
-    for (int64_t t = 0; t < kk; ++t) taps_.push_back(memory(c_md, c.eng, r + t * cb_));
+    for (int64_t t = 0; t < kk; ++t) taps_.push_back(memory(c_md, c.eng, r + t * cs_ * cb_));
     w_canon_md_ = md_t(w_dims, dt::f32, conv ? tag::oihw : tag::iohw);
-    to_canon_ = dnnl::reorder(r_, memory(w_canon_md_, c.eng));
+    to_canon_ = Prim(c, dnnl::reorder::primitive_desc(r_, memory(w_canon_md_, c.eng), c.attr()));
   }
 
   void run(dnnl::stream& s, const memory& dw_canon, float* db) override {
     if (x_reorder_) x_reorder_->run(s);
     if (dy_reorder_) dy_reorder_->run(s);
+    transpose_.run(s);
     s.wait();
     for (int64_t kh = 0; kh < k_; ++kh)
       for (int64_t kw = 0; kw < k_; ++kw) {
         gather(kh, kw);
-        mm_.execute(s, {{DNNL_ARG_SRC, a_},
-                        {DNNL_ARG_WEIGHTS, col_},
-                        {DNNL_ARG_DST, taps_[static_cast<size_t>(kh * k_ + kw)]}});
+        mm_.run(s, {{DNNL_ARG_SRC, a_},
+                    {DNNL_ARG_WEIGHTS, col_},
+                    {DNNL_ARG_DST, taps_[static_cast<size_t>(kh * k_ + kw)]}});
       }
-    memory dst = dw_canon;  // a handle: execute takes non-const memories
-    to_canon_.execute(s, r_, dst);
+    to_canon_.run(s, {{DNNL_ARG_FROM, r_}, {DNNL_ARG_TO, dw_canon}});
     if (db) bias(db);
     s.wait();
   }
@@ -152,13 +157,13 @@ class TapGemmWeights : public GemmWeights {
   size_t esize_ = 4;
   int64_t k_ = 1, stride_ = 1, lo_h_ = 0, lo_w_ = 0;
   int64_t n_ = 0, cs_ = 0, p_ = 0, q_ = 0, cb_ = 0, hb_ = 0, wb_ = 0, rows_ = 0;
-  memory x_, dy_, col_, r_, a_;
+  memory x_, dy_, col_, r_, a_, st_;
+  Reorder transpose_;
   const memory *small_ = nullptr, *big_ = nullptr, *bias_from_ = nullptr;
   std::optional<Reorder> x_reorder_, dy_reorder_;
   std::vector<memory> taps_;
   md_t w_canon_md_;
-  dnnl::matmul mm_;
-  dnnl::reorder to_canon_;
+  Prim mm_, to_canon_;
   std::vector<double> partial_;
 };
 

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "core/comm.hpp"
@@ -52,12 +53,32 @@ inline uint16_t f32_to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+// A primitive with its scratchpad (Ctx::scratch), which run() adds to the arguments.
+class Prim {
+ public:
+  Prim() = default;
+  template <class PD>
+  Prim(Ctx& c, const PD& pd) : p_(pd.get()), scratch_(c.scratch(pd.scratchpad_desc())) {}
+  void run(dnnl::stream& s, std::unordered_map<int, memory> args) const {
+    args[DNNL_ARG_SCRATCHPAD] = scratch_;
+    p_.execute(s, args);
+  }
+
+ private:
+  dnnl::primitive p_;
+  memory scratch_;
+};
+
 // A reorder between two memories, created once.
 struct Reorder {
-  dnnl::reorder prim;
+  Prim prim;
   memory src, dst;
-  void run(dnnl::stream& s) { prim.execute(s, src, dst); }
+  void run(dnnl::stream& s) { prim.run(s, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}}); }
 };
+
+inline Reorder make_reorder(Ctx& c, const memory& src, const memory& dst) {
+  return Reorder{Prim(c, dnnl::reorder::primitive_desc(src, dst, c.attr())), src, dst};
+}
 
 // `have` itself if it already has desc `want`, else a new memory of `want`; in that case
 // `*conv` receives the reorder have->new (to_want) or new->have (!to_want).
@@ -66,9 +87,9 @@ inline memory adapt(Ctx& c, const memory& have, const md_t& want, std::optional<
   if (have.get_desc() == want) return have;
   memory m(want, c.eng);
   if (to_want)
-    *conv = Reorder{dnnl::reorder(have, m), have, m};
+    *conv = make_reorder(c, have, m);
   else
-    *conv = Reorder{dnnl::reorder(m, have), m, have};
+    *conv = make_reorder(c, m, have);
   return m;
 }
 

@@ -23,8 +23,8 @@ class ReshapeLayer : public Layer {
       d_out = memory(plain_out, c.eng, d_in.get_data_handle());
     } else {
       memory tmp(plain_in, c.eng), dtmp(plain_in, c.eng);
-      fwd_ = Reorder{dnnl::reorder(in, tmp), in, tmp};
-      bwd_ = Reorder{dnnl::reorder(dtmp, d_in), dtmp, d_in};
+      fwd_ = make_reorder(c, in, tmp);
+      bwd_ = make_reorder(c, dtmp, d_in);
       out = memory(plain_out, c.eng, tmp.get_data_handle());
       d_out = memory(plain_out, c.eng, dtmp.get_data_handle());
     }

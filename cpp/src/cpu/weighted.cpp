@@ -55,7 +55,7 @@ class WeightedLayer : public Layer {
 
     using namespace dnnl;
     const auto P = prop_kind::forward_training;
-    primitive_attr attr;
+    primitive_attr attr = c.attr();
     if (act_) {
       post_ops po;
       const FusedEltwise e = fused_eltwise(act_->spec);
@@ -65,11 +65,10 @@ class WeightedLayer : public Layer {
     switch (s.kind) {
       case LayerKind::Dense: {
         inner_product_forward::primitive_desc f(c.eng, P, any_src, any_w, b_md, any_dst, attr);
-        inner_product_backward_data::primitive_desc bd(c.eng, any_src, any_w, any_dst, f);
-        inner_product_backward_weights::primitive_desc bw(c.eng, any_src, any_dw, b_md, any_dst, f);
-        fwd_ = inner_product_forward(f), bwd_d_ = inner_product_backward_data(bd);
-        bwd_w_ = inner_product_backward_weights(bw);
-        set_mds(f, bd, bw);
+        inner_product_backward_data::primitive_desc bd(c.eng, any_src, any_w, any_dst, f, c.attr());
+        inner_product_backward_weights::primitive_desc bw(c.eng, any_src, any_dw, b_md, any_dst, f,
+                                                          c.attr());
+        set_pds(c, f, bd, bw);
         break;
       }
       case LayerKind::Conv2d: {
@@ -77,12 +76,10 @@ class WeightedLayer : public Layer {
         convolution_forward::primitive_desc f(c.eng, P, A, any_src, any_w, b_md, any_dst, strides,
                                               pl, pr, attr);
         convolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides, pl,
-                                                     pr, f);
+                                                     pr, f, c.attr());
         convolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_dw, b_md, any_dst,
-                                                        strides, pl, pr, f);
-        fwd_ = convolution_forward(f), bwd_d_ = convolution_backward_data(bd);
-        bwd_w_ = convolution_backward_weights(bw);
-        set_mds(f, bd, bw);
+                                                        strides, pl, pr, f, c.attr());
+        set_pds(c, f, bd, bw);
         break;
       }
       default: {
@@ -90,12 +87,10 @@ class WeightedLayer : public Layer {
         deconvolution_forward::primitive_desc f(c.eng, P, A, any_src, any_w, b_md, any_dst, strides,
                                                 pl, pr, attr);
         deconvolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides,
-                                                       pl, pr, f);
+                                                       pl, pr, f, c.attr());
         deconvolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_dw, b_md, any_dst,
-                                                          strides, pl, pr, f);
-        fwd_ = deconvolution_forward(f), bwd_d_ = deconvolution_backward_data(bd);
-        bwd_w_ = deconvolution_backward_weights(bw);
-        set_mds(f, bd, bw);
+                                                          strides, pl, pr, f, c.attr());
+        set_pds(c, f, bd, bw);
         break;
       }
     }
@@ -111,8 +106,9 @@ class WeightedLayer : public Layer {
       const FusedEltwise e = fused_eltwise(act_->spec);
       eltwise_forward::primitive_desc hint(c.eng, P, e.backward, fwd_dst_md_, fwd_dst_md_, e.alpha,
                                            0.f);
-      act_bwd_ = eltwise_backward(eltwise_backward::primitive_desc(
-          c.eng, e.backward, fwd_dst_md_, fwd_dst_md_, fwd_dst_md_, e.alpha, 0.f, hint));
+      act_bwd_ =
+          Prim(c, eltwise_backward::primitive_desc(c.eng, e.backward, fwd_dst_md_, fwd_dst_md_,
+                                                   fwd_dst_md_, e.alpha, 0.f, hint, c.attr()));
     }
     // Backward-data operands.
     dd_bd_ = adapt(c, d_out, bd_dst_md_, &dd_bd_reorder_, true);
@@ -123,6 +119,7 @@ class WeightedLayer : public Layer {
     for (int slot = 0; gemm_w_ && slot < ps_.grad_slots; ++slot)
       dw_canon_[slot] = memory(w_canon, c.eng, ps_.grad(slot) + wp.offset);
     if (gemm_w_) return;
+    bwd_w_ = Prim(c, bw_pd_);  // (only now: its scratchpad counts only if it runs)
     // Backward-weights operands.
     src_bw_ = adapt(c, src_, bw_src_md_, &src_bw_reorder_, true);
     dd_bw_ = bw_dst_md_ == bd_dst_md_ ? dd_bd_ : adapt(c, d_out, bw_dst_md_, &dd_bw_reorder_, true);
@@ -133,7 +130,7 @@ class WeightedLayer : public Layer {
       if (slot == 0) {
         dw_ = adapt(c, dw_canon_[0], bw_w_md_, &dw_reorder_[0], false);
       } else if (dw_reorder_[0]) {
-        dw_reorder_[slot] = Reorder{dnnl::reorder(dw_, dw_canon_[slot]), dw_, dw_canon_[slot]};
+        dw_reorder_[slot] = make_reorder(c, dw_, dw_canon_[slot]);
       }
       if (has_bias) db_[slot] = memory(b_md, c.eng, ps_.grad(slot) + L_.params[1].offset);
     }
@@ -150,21 +147,21 @@ class WeightedLayer : public Layer {
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, src_}, {DNNL_ARG_WEIGHTS, w_fwd_}, {DNNL_ARG_DST, out}};
     if (L_.spec.bias) args[DNNL_ARG_BIAS] = b_;
-    fwd_.execute(s, args);
+    fwd_.run(s, args);
   }
 
   void backward(bool need_d_in, int slot) override {
     auto& s = c_.strm;
     if (act_)  // d_out: from the activation's output gradient to this layer's, in place
-      act_bwd_.execute(
-          s, {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_out}});
+      act_bwd_.run(s,
+                   {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_out}});
     if (dd_bd_reorder_) dd_bd_reorder_->run(s);
     if (need_d_in) {
       if (w_bd_reorder_ && w_bd_version_ != ps_.version()) {
         w_bd_reorder_->run(s);
         w_bd_version_ = ps_.version();
       }
-      bwd_d_.execute(
+      bwd_d_.run(
           s, {{DNNL_ARG_DIFF_DST, dd_bd_}, {DNNL_ARG_WEIGHTS, w_bd_}, {DNNL_ARG_DIFF_SRC, ds_}});
       if (ds_reorder_) ds_reorder_->run(s);
     }
@@ -179,14 +176,16 @@ class WeightedLayer : public Layer {
           {DNNL_ARG_DIFF_DST, dd_bw_},
           {DNNL_ARG_DIFF_WEIGHTS, dw_reorder_[0] ? dw_ : dw_canon_[slot]}};
       if (L_.spec.bias) args[DNNL_ARG_DIFF_BIAS] = db_[slot];
-      bwd_w_.execute(s, args);
+      bwd_w_.run(s, args);
       if (dw_reorder_[slot]) dw_reorder_[slot]->run(s);
     }
   }
 
  private:
   template <class F, class BD, class BW>
-  void set_mds(const F& f, const BD& bd, const BW& bw) {
+  void set_pds(Ctx& c, const F& f, const BD& bd, const BW& bw) {
+    fwd_ = Prim(c, f), bwd_d_ = Prim(c, bd);
+    bw_pd_ = bw;
     fwd_src_md_ = f.src_desc(), fwd_w_md_ = f.weights_desc(), fwd_dst_md_ = f.dst_desc();
     bd_src_md_ = bd.diff_src_desc(), bd_w_md_ = bd.weights_desc(), bd_dst_md_ = bd.diff_dst_desc();
     bw_src_md_ = bw.src_desc(), bw_w_md_ = bw.diff_weights_desc(), bw_dst_md_ = bw.diff_dst_desc();
@@ -198,7 +197,8 @@ class WeightedLayer : public Layer {
   int64_t batch_;
   const ResolvedLayer* act_;             // a fused activation, or nullptr
   std::unique_ptr<GemmWeights> gemm_w_;  // backward-weights as matrix products, or nullptr
-  dnnl::primitive fwd_, bwd_d_, bwd_w_, act_bwd_;
+  Prim fwd_, bwd_d_, bwd_w_, act_bwd_;
+  dnnl::primitive_desc bw_pd_;
   md_t fwd_src_md_, fwd_w_md_, fwd_dst_md_, bd_src_md_, bd_w_md_, bd_dst_md_, bw_src_md_, bw_w_md_,
       bw_dst_md_;
   memory src_, w_canon_, w_fwd_, b_, dd_bd_, w_bd_, ds_, src_bw_, dd_bw_, db_scratch_;
