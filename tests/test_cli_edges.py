@@ -486,3 +486,20 @@ def test_ranks_wait_for_rank_0_to_fetch_the_data(tmp_path, no_data_env, monkeypa
     data_args = argparse.Namespace(**{**vars(args), "download": False})
     cli_mod._load_named(cfg, "mnist", True, str(write_fake_mnist(tmp_path / "d", n=8)), data_args, parser)
     assert order == ["load"]
+
+
+# ============================================================================= --precision
+def test_precision_option(cli, tmp_path, capsys):
+    import dcgan
+
+    usage_error(capsys, lambda: cli(["train", "--precision", "fp16", "--out", str(tmp_path / "x")]),
+                "--precision", "fp32", "bf16")
+    isa = next(b["detail"] for b in dcgan.backends() if b["name"] == "cpu")
+    if not isa.startswith(("avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx")):
+        pytest.skip(f"oneDNN dispatches to {isa}: no bf16")
+    write_fake_mnist(tmp_path / "data" / "mnist", n=16)
+    cfg = write_config(tmp_path / "c.json")
+    out = tmp_path / "o"
+    assert cli(["train", "--config", str(cfg), "--precision", "bf16", "--data", str(tmp_path / "data"),
+                "--steps", "2", "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["precision"] == "bf16"
