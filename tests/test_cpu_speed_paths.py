@@ -306,6 +306,24 @@ def test_gemm_weight_gradients_in_bf16(layer, in_shape):
         assert np.linalg.norm(gemm[k] - v) < 0.02 * np.linalg.norm(v), k
 
 
+def _same_grads(a, b):
+    return set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_bf16)])
+def test_automatic_rule_picks_per_precision(precision):
+    # The rule (gemm_weights.cpp) was measured per precision: a stride-2 layer with 4x4 output
+    # positions and 32 channels takes the matrix products in bf16 only, one with 2x2 positions
+    # in both. The two paths' gradients differ in the last bits, so equality tells which ran.
+    layer = dict(type="conv2d", out=32, kernel=5, stride=2, padding="same", bias=True)
+    for in_shape, gemm_expected in (([32, 8, 8], precision == "bf16"), ([32, 4, 4], True)):
+        auto = grads_with("auto", layer, in_shape, precision, batch=8)
+        native = grads_with("native", layer, in_shape, precision, batch=8)
+        gemm = grads_with("gemm", layer, in_shape, precision, batch=8)
+        assert not _same_grads(native, gemm), "the test needs the two paths to differ"
+        assert _same_grads(auto, gemm if gemm_expected else native), (in_shape, precision)
+
+
 def test_gemm_setting_is_validated_and_small_channels_stay_native():
     os.environ["DCGAN_CPU_BWDW"] = "fast"
     try:

@@ -13,7 +13,12 @@
 
 namespace dcgan::cpu {
 
-dnnl::memory Ctx::scratch(const dnnl::memory::desc& desc) {
+std::shared_ptr<dnnl::memory> Ctx::scratch(const dnnl::memory::desc& desc) {
+  // Forget the memories of networks freed since the last call.
+  scratch_users_.erase(
+      std::remove_if(scratch_users_.begin(), scratch_users_.end(),
+                     [](const std::weak_ptr<dnnl::memory>& w) { return w.expired(); }),
+      scratch_users_.end());
   const size_t need = std::max<size_t>(desc.get_size(), 64);
   if (need > scratch_size_) {
     const size_t size = (need + 4095) / 4096 * 4096;
@@ -21,11 +26,12 @@ dnnl::memory Ctx::scratch(const dnnl::memory::desc& desc) {
     if (!p)
       throw BackendError("out of host memory for a " + std::to_string(size) + "-byte scratchpad");
     std::shared_ptr<void> buf(p, std::free);
-    for (dnnl::memory& m : scratch_users_) m.set_data_handle(p);
+    for (const std::weak_ptr<dnnl::memory>& w : scratch_users_)
+      if (auto m = w.lock()) m->set_data_handle(p);
     scratch_buf_ = std::move(buf);
     scratch_size_ = size;
   }
-  dnnl::memory m(desc, eng, scratch_buf_.get());
+  auto m = std::make_shared<dnnl::memory>(desc, eng, scratch_buf_.get());
   scratch_users_.push_back(m);
   return m;
 }

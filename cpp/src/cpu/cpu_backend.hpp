@@ -29,12 +29,13 @@ struct Ctx {
     a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     return a;
   }
-  // A memory of `desc` over the shared buffer, grown (and every earlier one re-pointed) when
-  // `desc` needs more than it has. Called while networks are compiled, never inside a step.
-  dnnl::memory scratch(const dnnl::memory::desc& desc);
+  // A memory of `desc` over the shared buffer, grown (and every live earlier one re-pointed)
+  // when `desc` needs more than it has. Called while networks are compiled, never inside a
+  // step. The context holds only weak references: a freed network's memories drop out.
+  std::shared_ptr<dnnl::memory> scratch(const dnnl::memory::desc& desc);
 
  private:
-  std::vector<dnnl::memory> scratch_users_;
+  std::vector<std::weak_ptr<dnnl::memory>> scratch_users_;
   std::shared_ptr<void> scratch_buf_;
   size_t scratch_size_ = 0;
 };

@@ -35,15 +35,21 @@ std::string bwdw_setting() {
 }
 
 // Where the matrix products beat oneDNN 3.2's direct kernels, measured layer by layer with
-// bench/bench_bwd_weights.py (bench/RESULTS.md, issue 13), the same in fp32 and bf16: at most
-// 4x4 positions on the small side (1.2-4x faster), or 8x8 with a stride of 2 and at least 256
-// channels on both sides (1.4-1.6x); not for larger images or stride 1 (0.6-1.0x).
-bool gemm_weights_rule(const Ctx&, const ResolvedLayer& L) {
+// bench/bench_bwd_weights.py at batch 64, 7 rounds (bench/RESULTS.md, issue 13). The two
+// precisions differ: oneDNN's bf16 backward-weights kernels gain less over fp32 than its
+// matrix product does.
+// - bf16: at most 4x4 positions on the small side, or 8x8 with a stride of 2 (1.03-3.1x
+//   faster); stride 1 and 16x16 stay native (0.7-0.9x).
+// - fp32: at most 2x2 positions (1.07x), or 4x4 with at least 512 channels on both sides
+//   (dcgan64 G's 1024->512 layer: 2.3x); 4x4 with 256 channels and every 8x8 layer ran at
+//   0.94-0.98x, larger images and stride 1 at 0.66-0.86x.
+bool gemm_weights_rule(const Ctx& c, const ResolvedLayer& L) {
   const bool conv = L.spec.kind == LayerKind::Conv2d;
   const Shape& small = conv ? L.out : L.in;
   const int64_t positions = small[1] * small[2];
   const int64_t channels = std::min(L.in[0], L.spec.out);
-  return positions <= 16 || (positions <= 64 && L.spec.stride >= 2 && channels >= 256);
+  if (c.act == dt::bf16) return positions <= 16 || (positions <= 64 && L.spec.stride >= 2);
+  return positions <= 4 || (positions <= 16 && channels >= 512);
 }
 
 class TapGemmWeights : public GemmWeights {
@@ -169,18 +175,21 @@ class TapGemmWeights : public GemmWeights {
 
 }  // namespace
 
-std::unique_ptr<GemmWeights> make_gemm_weights(Ctx& c, const ResolvedLayer& L, int64_t batch,
-                                               const memory& src, const memory& d_dst) {
+bool use_gemm_weights(const Ctx& c, const ResolvedLayer& L) {
   const LayerSpec& s = L.spec;
-  if (s.kind != LayerKind::Conv2d && s.kind != LayerKind::ConvTranspose2d) return nullptr;
+  if (s.kind != LayerKind::Conv2d && s.kind != LayerKind::ConvTranspose2d) return false;
   const std::string mode = bwdw_setting();
-  if (mode == "native") return nullptr;
+  if (mode == "native") return false;
   const bool conv = s.kind == LayerKind::Conv2d;
   const int64_t ic = L.in[0], oc = s.out;
   const int64_t cs = conv ? oc : ic, cb = conv ? ic : oc;
   // Both matrix sides need enough channels for a matrix product to beat the direct kernel.
-  if (cs < 16 || cb < 16) return nullptr;
-  if (mode == "auto" && !gemm_weights_rule(c, L)) return nullptr;
+  if (cs < 16 || cb < 16) return false;
+  return mode == "gemm" || gemm_weights_rule(c, L);
+}
+
+std::unique_ptr<GemmWeights> make_gemm_weights(Ctx& c, const ResolvedLayer& L, int64_t batch,
+                                               const memory& src, const memory& d_dst) {
   return std::make_unique<TapGemmWeights>(c, L, batch, src, d_dst);
 }
 

@@ -60,13 +60,13 @@ class Prim {
   template <class PD>
   Prim(Ctx& c, const PD& pd) : p_(pd.get()), scratch_(c.scratch(pd.scratchpad_desc())) {}
   void run(dnnl::stream& s, std::unordered_map<int, memory> args) const {
-    args[DNNL_ARG_SCRATCHPAD] = scratch_;
+    args[DNNL_ARG_SCRATCHPAD] = *scratch_;
     p_.execute(s, args);
   }
 
  private:
   dnnl::primitive p_;
-  memory scratch_;
+  std::shared_ptr<memory> scratch_;
 };
 
 // A reorder between two memories, created once.
@@ -125,8 +125,10 @@ class GemmWeights {
   virtual ~GemmWeights() = default;
   virtual void run(dnnl::stream& s, const memory& dw_canon, float* db) = 0;
 };
-// nullptr where oneDNN's own kernel is used (DCGAN_CPU_BWDW, the shape, the rule); `src` and
-// `d_dst` are the layer's forward input and output gradient (any layout).
+// Whether layer L takes that path rather than oneDNN's own kernel (DCGAN_CPU_BWDW, the shape,
+// the rule for the context's precision); read once, when the layer is compiled.
+bool use_gemm_weights(const Ctx& c, const ResolvedLayer& L);
+// `src` and `d_dst` are the layer's forward input and output gradient (any layout).
 std::unique_ptr<GemmWeights> make_gemm_weights(Ctx& c, const ResolvedLayer& L, int64_t batch,
                                                const memory& src, const memory& d_dst);
 

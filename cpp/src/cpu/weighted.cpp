@@ -62,13 +62,16 @@ class WeightedLayer : public Layer {
       po.append_eltwise(e.forward, e.alpha, 0.f);
       attr.set_post_ops(po);
     }
+    // Backward-weights as matrix products where those are faster (gemm_weights.cpp): then
+    // oneDNN's backward-weights primitive is never created.
+    const bool gemm = use_gemm_weights(c, L_);
     switch (s.kind) {
       case LayerKind::Dense: {
         inner_product_forward::primitive_desc f(c.eng, P, any_src, any_w, b_md, any_dst, attr);
         inner_product_backward_data::primitive_desc bd(c.eng, any_src, any_w, any_dst, f, c.attr());
-        inner_product_backward_weights::primitive_desc bw(c.eng, any_src, any_dw, b_md, any_dst, f,
-                                                          c.attr());
-        set_pds(c, f, bd, bw);
+        set_pds(c, f, bd);
+        set_bw_pd(c, inner_product_backward_weights::primitive_desc(c.eng, any_src, any_dw, b_md,
+                                                                    any_dst, f, c.attr()));
         break;
       }
       case LayerKind::Conv2d: {
@@ -77,9 +80,10 @@ class WeightedLayer : public Layer {
                                               pl, pr, attr);
         convolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides, pl,
                                                      pr, f, c.attr());
-        convolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_dw, b_md, any_dst,
-                                                        strides, pl, pr, f, c.attr());
-        set_pds(c, f, bd, bw);
+        set_pds(c, f, bd);
+        if (!gemm)
+          set_bw_pd(c, convolution_backward_weights::primitive_desc(
+                           c.eng, A, any_src, any_dw, b_md, any_dst, strides, pl, pr, f, c.attr()));
         break;
       }
       default: {
@@ -88,9 +92,10 @@ class WeightedLayer : public Layer {
                                                 pl, pr, attr);
         deconvolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides,
                                                        pl, pr, f, c.attr());
-        deconvolution_backward_weights::primitive_desc bw(c.eng, A, any_src, any_dw, b_md, any_dst,
-                                                          strides, pl, pr, f, c.attr());
-        set_pds(c, f, bd, bw);
+        set_pds(c, f, bd);
+        if (!gemm)
+          set_bw_pd(c, deconvolution_backward_weights::primitive_desc(
+                           c.eng, A, any_src, any_dw, b_md, any_dst, strides, pl, pr, f, c.attr()));
         break;
       }
     }
@@ -114,12 +119,14 @@ class WeightedLayer : public Layer {
     dd_bd_ = adapt(c, d_out, bd_dst_md_, &dd_bd_reorder_, true);
     w_bd_ = bd_w_md_ == fwd_w_md_ ? w_fwd_ : adapt(c, w_canon_, bd_w_md_, &w_bd_reorder_, true);
     ds_ = adapt(c, d_in_, bd_src_md_, &ds_reorder_, false);
-    // Backward-weights: as matrix products where those are faster (gemm_weights.cpp).
-    gemm_w_ = make_gemm_weights(c, L_, batch_, src_, d_out);
-    for (int slot = 0; gemm_w_ && slot < ps_.grad_slots; ++slot)
-      dw_canon_[slot] = memory(w_canon, c.eng, ps_.grad(slot) + wp.offset);
-    if (gemm_w_) return;
-    bwd_w_ = Prim(c, bw_pd_);  // (only now: its scratchpad counts only if it runs)
+    // Backward-weights.
+    if (gemm) {
+      gemm_w_ = make_gemm_weights(c, L_, batch_, src_, d_out);
+      for (int slot = 0; slot < ps_.grad_slots; ++slot)
+        dw_canon_[slot] = memory(w_canon, c.eng, ps_.grad(slot) + wp.offset);
+      return;
+    }
+    bwd_w_ = Prim(c, bw_pd_);
     // Backward-weights operands.
     src_bw_ = adapt(c, src_, bw_src_md_, &src_bw_reorder_, true);
     dd_bw_ = bw_dst_md_ == bd_dst_md_ ? dd_bd_ : adapt(c, d_out, bw_dst_md_, &dd_bw_reorder_, true);
@@ -182,12 +189,15 @@ class WeightedLayer : public Layer {
   }
 
  private:
-  template <class F, class BD, class BW>
-  void set_pds(Ctx& c, const F& f, const BD& bd, const BW& bw) {
+  template <class F, class BD>
+  void set_pds(Ctx& c, const F& f, const BD& bd) {
     fwd_ = Prim(c, f), bwd_d_ = Prim(c, bd);
-    bw_pd_ = bw;
     fwd_src_md_ = f.src_desc(), fwd_w_md_ = f.weights_desc(), fwd_dst_md_ = f.dst_desc();
     bd_src_md_ = bd.diff_src_desc(), bd_w_md_ = bd.weights_desc(), bd_dst_md_ = bd.diff_dst_desc();
+  }
+  template <class BW>
+  void set_bw_pd(Ctx&, const BW& bw) {
+    bw_pd_ = bw;  // (its primitive and scratchpad are made in build(), after the operands)
     bw_src_md_ = bw.src_desc(), bw_w_md_ = bw.diff_weights_desc(), bw_dst_md_ = bw.diff_dst_desc();
   }
 
