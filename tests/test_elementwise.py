@@ -125,6 +125,11 @@ def test_dropout_masks_are_the_cpu_backends():
     np.testing.assert_array_equal(K.dropout_multipliers(seed, counter, 0, n, p), y[0])
     keep = (K.dropout_multipliers(seed, counter, 3, 100_000, p) > 0).mean()
     assert abs(keep - 0.7) < 0.01
+    # Large enough for the parallel, 16-blocks-at-a-time path, with a tail of 3 elements.
+    n = 3 * 4096 * 9 + 4 * 16 * 5 + 4 * 3 + 3
+    net = _core.Network([{"type": "dropout", "p": p}], [n], 2, seed=seed)
+    y = net.forward(np.ones((2, n), np.float32), counter=counter)
+    np.testing.assert_array_equal(K.dropout_multipliers(seed, counter, 0, 2 * n, p), y.ravel())
 
 
 @pytest.mark.parametrize("shape", [(6, 3, 4, 4), (8, 5)])

@@ -14,8 +14,15 @@
 namespace dcgan {
 
 // Independent streams: one per purpose, so adding draws to one never shifts another.
-enum class Stream : uint32_t { Init = 1, Noise = 2, Dropout = 3, Shuffle = 4, Generate = 5,
-                              PreciseBn = 6, Augment = 7 };
+enum class Stream : uint32_t {
+  Init = 1,
+  Noise = 2,
+  Dropout = 3,
+  Shuffle = 4,
+  Generate = 5,
+  PreciseBn = 6,
+  Augment = 7
+};
 
 struct Philox {
   uint32_t key0, key1;
@@ -35,17 +42,26 @@ struct Philox {
     uint32_t c0 = static_cast<uint32_t>(block), c1 = static_cast<uint32_t>(block >> 32);
     uint32_t x2 = c2, x3 = c3, k0 = key0, k1 = key1;
     for (int r = 0; r < 10; ++r) {
-      const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
-      const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * x2;
-      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
-      const uint32_t n1 = static_cast<uint32_t>(p1);
-      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ x3 ^ k1;
-      const uint32_t n3 = static_cast<uint32_t>(p0);
-      c0 = n0, c1 = n1, x2 = n2, x3 = n3;
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
+      round(c0, c1, x2, x3, k0, k1);
+      bump_key(k0, k1);
     }
     out[0] = c0, out[1] = c1, out[2] = x2, out[3] = x3;
+  }
+  // One Philox round on a counter (x0..x3) with round key (k0, k1), and the key schedule.
+  // (Separate so that a loop over many blocks can run each round across all of them.)
+  DCGAN_HD static inline void round(uint32_t& x0, uint32_t& x1, uint32_t& x2, uint32_t& x3,
+                                    uint32_t k0, uint32_t k1) {
+    const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * x0;
+    const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * x2;
+    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ x1 ^ k0;
+    const uint32_t n1 = static_cast<uint32_t>(p1);
+    const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ x3 ^ k1;
+    const uint32_t n3 = static_cast<uint32_t>(p0);
+    x0 = n0, x1 = n1, x2 = n2, x3 = n3;
+  }
+  DCGAN_HD static inline void bump_key(uint32_t& k0, uint32_t& k1) {
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
   }
 
   // Uniform in [0, 1) with 24 random bits.
