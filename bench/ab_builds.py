@@ -1,6 +1,7 @@
 """Before/after: the training step of two builds of dcgan, interleaved, on one machine.
 
     python bench/ab_builds.py --old /path/to/old/site-packages --presets mlp,mnist --pairs 6
+    python bench/ab_builds.py --old OLD --presets cifar10 --precision bf16   # both builds in bf16
 
 Each pair times the old build, then the installed one (or --new PATH), each in its own
 subprocess for --seconds with bench_train.time_dcgan, so that a noisy machine (CPU steal,
@@ -21,9 +22,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def trial(pythonpath: str, preset: str, batch: int, threads: int, seconds: float, uint8: bool) -> float:
+def trial(pythonpath: str, preset: str, batch: int, threads: int, seconds: float, uint8: bool,
+          precision: str = "fp32") -> float:
     code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench_train as b; "
-            f"print(b.time_dcgan({preset!r}, {batch}, {threads}, {seconds}, {uint8}))")
+            f"print(b.time_dcgan({preset!r}, {batch}, {threads}, {seconds}, {uint8}, {precision!r})[0])")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
@@ -44,16 +46,17 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--uint8", action="store_true")
+    ap.add_argument("--precision", default="fp32", help="Config.precision of both builds (fp32 or bf16)")
     a = ap.parse_args()
     for preset in a.presets.split(","):
         old, new = [], []
         for i in range(a.pairs):
-            old.append(trial(a.old, preset, a.batch, a.threads, a.seconds, False))
-            new.append(trial(a.new, preset, a.batch, a.threads, a.seconds, a.uint8))
+            old.append(trial(a.old, preset, a.batch, a.threads, a.seconds, False, a.precision))
+            new.append(trial(a.new, preset, a.batch, a.threads, a.seconds, a.uint8, a.precision))
             print(f"# pair {i}: {preset} old {old[-1]:.1f} img/s, new {new[-1]:.1f} img/s, "
                   f"ratio {new[-1] / old[-1]:.3f}", flush=True)
         ratios = [n / o for n, o in zip(new, old)]
-        print(json.dumps(dict(preset=preset, batch=a.batch, threads=a.threads, new_data="uint8" if a.uint8 else "float32",
+        print(json.dumps(dict(preset=preset, precision=a.precision, batch=a.batch, threads=a.threads, new_data="uint8" if a.uint8 else "float32",
                               old_img_s=round(statistics.median(old), 1), new_img_s=round(statistics.median(new), 1),
                               median_ratio=round(statistics.median(ratios), 3),
                               min_ratio=round(min(ratios), 3), max_ratio=round(max(ratios), 3))), flush=True)

@@ -336,3 +336,28 @@ def test_gemm_setting_is_validated_and_small_channels_stay_native():
     a, b = grads_with("native", layer, [3, 8, 8]), grads_with("gemm", layer, [3, 8, 8])
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+# ----------------------------------------------------------------------------- activation layout
+def test_channels_last_layout_trains_like_the_default():
+    # DCGAN_CPU_ACT_FORMAT=nhwc (every convolution channels-last) against oneDNN's own choice:
+    # the same step within fp32 rounding, and a bad value is refused.
+    def run(fmt):
+        os.environ["DCGAN_CPU_ACT_FORMAT"] = fmt
+        try:
+            tr = dcgan.Trainer(dcgan.Config.preset("mnist", batch_size=8, seed=3, g_width=16, d_width=16, threads=1))
+            hist = tr.fit(np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8),
+                          steps=3, progress=False)
+            return hist, tr.generate(4, seed=2)
+        finally:
+            os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)
+    (h_any, g_any), (h_nhwc, g_nhwc) = run("any"), run("nhwc")
+    np.testing.assert_allclose(h_nhwc["d_loss"], h_any["d_loss"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h_nhwc["g_loss"], h_any["g_loss"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(g_nhwc, g_any, atol=1e-4)
+    os.environ["DCGAN_CPU_ACT_FORMAT"] = "nchw16c"
+    try:
+        with pytest.raises(ValueError, match="DCGAN_CPU_ACT_FORMAT.*'any' or 'nhwc'"):
+            _core.Network([dict(type="conv2d", out=16, kernel=3)], [16, 4, 4], 2)
+    finally:
+        os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)

@@ -1,5 +1,7 @@
 // Dense, Conv2d and ConvTranspose2d on oneDNN: forward, backward-data, backward-weights.
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <unordered_map>
 
 #include "cpu/layer.hpp"
@@ -7,6 +9,19 @@
 namespace dcgan::cpu {
 
 namespace {
+
+// DCGAN_CPU_ACT_FORMAT: the activation layout of convolutions, read when a network is
+// compiled: "any" (unset: oneDNN picks, usually channel-blocked) or "nhwc" (channels last
+// everywhere, so oneDNN's brgemm kernels run every pass and no reorder sits between a
+// forward in one layout and a backward in another). Measured in bench/RESULTS.md (issue 13):
+// mnist fp32 1.04x faster with nhwc, cifar10 0.98x, so the default stays "any".
+tag act_format() {
+  const char* v = std::getenv("DCGAN_CPU_ACT_FORMAT");
+  const std::string s = v && *v ? v : "any";
+  if (s == "any") return tag::any;
+  if (s == "nhwc") return tag::nhwc;
+  throw InvalidArgument("DCGAN_CPU_ACT_FORMAT: expected 'any' or 'nhwc', got '" + s + "'");
+}
 
 // Dense, Conv2d and ConvTranspose2d: src x weights (+ bias) -> dst, with backward data and
 // backward weights. They differ only in how their primitive descriptors are made.
@@ -42,8 +57,9 @@ class WeightedLayer : public Layer {
       w_dims = {oc, ic, s.kernel, s.kernel};
       // PyTorch layouts: Conv2d (out, in, k, k); ConvTranspose2d (in, out, k, k).
       w_canon = md_t(w_dims, dt::f32, s.kind == LayerKind::Conv2d ? tag::oihw : tag::iohw);
-      any_src = md_t({batch_, ic, L_.in[1], L_.in[2]}, act, tag::any);
-      any_dst = md_t({batch_, oc, L_.out[1], L_.out[2]}, act, tag::any);
+      const tag t = act_format();
+      any_src = md_t({batch_, ic, L_.in[1], L_.in[2]}, act, t);
+      any_dst = md_t({batch_, oc, L_.out[1], L_.out[2]}, act, t);
     }
     // Weights as the forward and backward-data read them (bf16 copies of the f32 master
     // weights in bf16 training); their gradients are always f32.
