@@ -4,9 +4,11 @@
     python bench/soak.py --steps 10000 --preset mnist --batch 64 --precision bf16
 
 Trains `steps` steps in chunks of `--every` (each a fit() call, as a notebook or the command line
-would make them, with a save every `--save-every` steps), samples RSS (/proc/self/statm) after
-each chunk and prints the samples, the growth from the first chunk after warm-up to the end, and
-the growth per 1,000 steps. A leak of even a few bytes per step shows up as a steady slope.
+would make them, with a save and a 64-sample generate() every `--save-every` steps), samples
+RSS (/proc/self/statm) after each chunk and prints the samples, the growth from the end of
+warm-up (the first chunks, and the first save, whose generate() compiles G at batch 64) to the
+end, the growth per 1,000 steps, and the growth summed over the chunks that contain no save
+(training alone). A leak of even a few bytes per step shows up as a steady slope.
 """
 from __future__ import annotations
 
@@ -59,13 +61,21 @@ def main() -> None:
                 tr.generate(64, seed=1)
             samples.append((done, round(rss_mb(), 2)))
     el = time.perf_counter() - t0
-    warm = samples[min(3, len(samples) - 1)]  # after allocator and primitive warm-up
+    # Warm-up ends after the allocator's and primitives' first steps and, when there are saves,
+    # after the first save: its generate() compiles G once more at the sampling batch size.
+    first_save = next((i for i, (st, _) in enumerate(samples) if st % a.save_every == 0), None)
+    warm_i = max(min(3, len(samples) - 1), first_save if first_save is not None and first_save < len(samples) - 1 else 0)
+    warm = samples[warm_i]
     end = samples[-1]
     per_k = (end[1] - warm[1]) / max(end[0] - warm[0], 1) * 1000
+    # Growth over training chunks alone: the sample-to-sample steps that contain no save.
+    train_only = sum(b[1] - a_[1] for a_, b in zip(samples[warm_i:], samples[warm_i + 1:])
+                     if b[0] % a.save_every != 0)
     rec = dict(date=str(datetime.date.today()), preset=a.preset, width=a.width, precision=a.precision,
                batch=a.batch, steps=a.steps,
                seconds=round(el, 1), rss_start_mb=samples[0][1], rss_after_warmup_mb=warm[1], rss_end_mb=end[1],
-               growth_mb=round(end[1] - warm[1], 2), growth_mb_per_1000_steps=round(per_k, 3),
+               warmup_until_step=warm[0], growth_mb=round(end[1] - warm[1], 2),
+               growth_mb_per_1000_steps=round(per_k, 3), growth_mb_in_training_chunks=round(train_only, 2),
                finite=bool(np.isfinite(np.asarray(tr.history["d_loss"])).all()),
                cpu=platform.processor() or platform.machine(),
                isa=next(b["detail"] for b in dcgan.backends() if b["name"] == "cpu"), threads=a.threads)
