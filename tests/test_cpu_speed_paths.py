@@ -339,25 +339,68 @@ def test_gemm_setting_is_validated_and_small_channels_stay_native():
 
 
 # ----------------------------------------------------------------------------- activation layout
+def _train_with_layout(fmt, precision="fp32", **cfg):
+    if fmt is None:
+        os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)
+    else:
+        os.environ["DCGAN_CPU_ACT_FORMAT"] = fmt
+    try:
+        c = dcgan.Config.preset("mnist", batch_size=8, seed=3, g_width=16, d_width=16, threads=1,
+                                precision=precision)
+        c = c.replace(**cfg) if cfg else c
+        tr = dcgan.Trainer(c)
+        hist = tr.fit(np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8),
+                      steps=3, progress=False)
+        return np.array(hist["d_loss"] + hist["g_loss"]), tr.generate(4, seed=2)
+    finally:
+        os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)
+
+
 def test_channels_last_layout_trains_like_the_default():
     # DCGAN_CPU_ACT_FORMAT=nhwc (every convolution channels-last) against oneDNN's own choice:
     # the same step within fp32 rounding, and a bad value is refused.
-    def run(fmt):
-        os.environ["DCGAN_CPU_ACT_FORMAT"] = fmt
-        try:
-            tr = dcgan.Trainer(dcgan.Config.preset("mnist", batch_size=8, seed=3, g_width=16, d_width=16, threads=1))
-            hist = tr.fit(np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8),
-                          steps=3, progress=False)
-            return hist, tr.generate(4, seed=2)
-        finally:
-            os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)
-    (h_any, g_any), (h_nhwc, g_nhwc) = run("any"), run("nhwc")
-    np.testing.assert_allclose(h_nhwc["d_loss"], h_any["d_loss"], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(h_nhwc["g_loss"], h_any["g_loss"], rtol=1e-4, atol=1e-5)
+    (l_any, g_any), (l_nhwc, g_nhwc) = _train_with_layout("any"), _train_with_layout("nhwc")
+    np.testing.assert_allclose(l_nhwc, l_any, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(g_nhwc, g_any, atol=1e-4)
     os.environ["DCGAN_CPU_ACT_FORMAT"] = "nchw16c"
     try:
-        with pytest.raises(ValueError, match="DCGAN_CPU_ACT_FORMAT.*'any' or 'nhwc'"):
+        with pytest.raises(ValueError, match="DCGAN_CPU_ACT_FORMAT.*'auto', 'any' or 'nhwc'"):
             _core.Network([dict(type="conv2d", out=16, kernel=3)], [16, 4, 4], 2)
     finally:
         os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)
+
+
+def test_automatic_layout_choice():
+    # "auto" (the default): channels-last for networks without a stride-2 layer of 512+
+    # channels. The layouts run different kernels, whose results differ in the last bits, so
+    # bit equality tells which one ran.
+    l_auto, _ = _train_with_layout(None)
+    l_nhwc, _ = _train_with_layout("nhwc")
+    l_any, _ = _train_with_layout("any")
+    assert not np.array_equal(l_nhwc, l_any), "the test needs the two layouts to differ"
+    np.testing.assert_array_equal(l_auto, l_nhwc)
+    # A network with a 512-channel stride-2 layer keeps oneDNN's choice.
+    layers = [dict(type="conv2d", out=512, kernel=3, stride=2, padding=1), dict(type="leaky_relu", slope=0.2),
+              dict(type="conv2d", out=16, kernel=3, stride=1, padding=1)]
+    x = np.random.default_rng(4).standard_normal((2, 16, 8, 8)).astype(np.float32)
+
+    def grads(fmt):
+        if fmt:
+            os.environ["DCGAN_CPU_ACT_FORMAT"] = fmt
+        try:
+            net = _core.Network(layers, [16, 8, 8], 2, seed=1, threads=1)
+        finally:
+            os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)
+        y = net.forward(x)
+        net.backward(np.ones_like(y), need_d_input=True)
+        return net.get_grads()
+    g_auto, g_any, g_nhwc = grads(None), grads("any"), grads("nhwc")
+    assert not _same_grads(g_any, g_nhwc), "the test needs the two layouts to differ"
+    assert _same_grads(g_auto, g_any)
+
+
+@needs_bf16
+def test_automatic_layout_is_channels_last_in_bf16():
+    l_auto, _ = _train_with_layout(None, "bf16")
+    l_nhwc, _ = _train_with_layout("nhwc", "bf16")
+    np.testing.assert_array_equal(l_auto, l_nhwc)

@@ -133,9 +133,11 @@ std::unique_ptr<GemmWeights> make_gemm_weights(Ctx& c, const ResolvedLayer& L, i
                                                const memory& src, const memory& d_dst);
 
 // One factory per family. `act`: the activation layer after this one, fused into it by the
-// network (net.cpp decides which pairs fuse), or nullptr.
+// network (net.cpp decides which pairs fuse), or nullptr. `channels_last`: a convolution's
+// activations in NHWC instead of the layout oneDNN picks (net.cpp decides, per network).
 std::unique_ptr<Layer> make_weighted_layer(Ctx& c, const ResolvedLayer& L, HostParams& ps,
-                                           int64_t batch, const ResolvedLayer* act);
+                                           int64_t batch, const ResolvedLayer* act,
+                                           bool channels_last);
 // `comm` points at the network's batch communicator (see NetExec::set_batch_comm). `relu`:
 // a ReLU after the BatchNorm fused into it (oneDNN's fuse_norm_relu), or nullptr.
 std::unique_ptr<Layer> make_batchnorm_layer(Ctx& c, const ResolvedLayer& L, HostParams& ps,

@@ -51,6 +51,30 @@ Fusions fusions_from_env() {
   return f;
 }
 
+// The activation layout of a network's convolutions, from DCGAN_CPU_ACT_FORMAT (read when
+// the network is compiled): "any" (oneDNN's choice, usually channel-blocked), "nhwc"
+// (channels last everywhere: oneDNN's brgemm kernels run every pass and no reorder sits
+// between a blocked forward and a channels-last backward), or "auto" (unset): channels last
+// unless the network has a stride-2 layer with 512 or more channels. Measured in
+// bench/RESULTS.md (issue 13): in fp32 channels last ran mnist's and cifar10's whole step
+// 1.04-1.11x and 0.98-1.05x faster (their stride-1 conv-transposes and the reorders gained
+// most) but dcgan64's primitives 7% slower (its 512- and 1024-channel stride-2 layers); in
+// bf16 the whole step was within noise either way (0.998-1.023).
+bool channels_last(const NetPlan& plan) {
+  const char* v = std::getenv("DCGAN_CPU_ACT_FORMAT");
+  const std::string s = v && *v ? v : "auto";
+  if (s == "any") return false;
+  if (s == "nhwc") return true;
+  if (s != "auto")
+    throw InvalidArgument("DCGAN_CPU_ACT_FORMAT: expected 'auto', 'any' or 'nhwc', got '" + s +
+                          "'");
+  for (const ResolvedLayer& L : plan.layers) {
+    const bool conv = L.spec.kind == LayerKind::Conv2d || L.spec.kind == LayerKind::ConvTranspose2d;
+    if (conv && L.spec.stride >= 2 && std::max(L.in[0], L.spec.out) >= 512) return false;
+  }
+  return true;
+}
+
 bool is_activation(LayerKind k) { return layer_kind(k).family == LayerFamily::Eltwise; }
 
 class CpuNet : public NetExec {
@@ -62,6 +86,7 @@ class CpuNet : public NetExec {
     memory cur = in_, cur_d = d_in_;
     bool params_below = false;
     const Fusions fuse = fusions_from_env();
+    const bool nhwc = channels_last(plan);
     for (size_t i = 0; i < plan.layers.size(); ++i) {
       const ResolvedLayer& L = plan.layers[i];
       const ResolvedLayer* next = i + 1 < plan.layers.size() ? &plan.layers[i + 1] : nullptr;
@@ -69,7 +94,7 @@ class CpuNet : public NetExec {
       switch (layer_kind(L.spec.kind).family) {
         case LayerFamily::Weighted: {
           const bool fused = fuse.act && next && is_activation(next->spec.kind);
-          layer = make_weighted_layer(c, L, ps, batch, fused ? next : nullptr);
+          layer = make_weighted_layer(c, L, ps, batch, fused ? next : nullptr, nhwc);
           i += fused;  // the activation runs inside this layer
           break;
         }

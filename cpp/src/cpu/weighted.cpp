@@ -1,7 +1,5 @@
 // Dense, Conv2d and ConvTranspose2d on oneDNN: forward, backward-data, backward-weights.
-#include <cstdlib>
 #include <cstring>
-#include <string>
 #include <unordered_map>
 
 #include "cpu/layer.hpp"
@@ -9,19 +7,6 @@
 namespace dcgan::cpu {
 
 namespace {
-
-// DCGAN_CPU_ACT_FORMAT: the activation layout of convolutions, read when a network is
-// compiled: "any" (unset: oneDNN picks, usually channel-blocked) or "nhwc" (channels last
-// everywhere, so oneDNN's brgemm kernels run every pass and no reorder sits between a
-// forward in one layout and a backward in another). Measured in bench/RESULTS.md (issue 13):
-// mnist fp32 1.04x faster with nhwc, cifar10 0.98x, so the default stays "any".
-tag act_format() {
-  const char* v = std::getenv("DCGAN_CPU_ACT_FORMAT");
-  const std::string s = v && *v ? v : "any";
-  if (s == "any") return tag::any;
-  if (s == "nhwc") return tag::nhwc;
-  throw InvalidArgument("DCGAN_CPU_ACT_FORMAT: expected 'any' or 'nhwc', got '" + s + "'");
-}
 
 // Dense, Conv2d and ConvTranspose2d: src x weights (+ bias) -> dst, with backward data and
 // backward weights. They differ only in how their primitive descriptors are made.
@@ -33,8 +18,8 @@ tag act_format() {
 class WeightedLayer : public Layer {
  public:
   WeightedLayer(Ctx& c, const ResolvedLayer& L, HostParams& ps, int64_t batch,
-                const ResolvedLayer* act)
-      : c_(c), L_(L), ps_(ps), batch_(batch), act_(act) {}
+                const ResolvedLayer* act, bool channels_last)
+      : c_(c), L_(L), ps_(ps), batch_(batch), act_(act), channels_last_(channels_last) {}
   bool has_params() const override { return true; }
 
   void build(Ctx& c, const memory& in, const memory& d_in) override {
@@ -57,7 +42,8 @@ class WeightedLayer : public Layer {
       w_dims = {oc, ic, s.kernel, s.kernel};
       // PyTorch layouts: Conv2d (out, in, k, k); ConvTranspose2d (in, out, k, k).
       w_canon = md_t(w_dims, dt::f32, s.kind == LayerKind::Conv2d ? tag::oihw : tag::iohw);
-      const tag t = act_format();
+      // Channels-last where the network chose it (net.cpp), else oneDNN's choice.
+      const tag t = channels_last_ ? tag::nhwc : tag::any;
       any_src = md_t({batch_, ic, L_.in[1], L_.in[2]}, act, t);
       any_dst = md_t({batch_, oc, L_.out[1], L_.out[2]}, act, t);
     }
@@ -222,6 +208,7 @@ class WeightedLayer : public Layer {
   HostParams& ps_;
   int64_t batch_;
   const ResolvedLayer* act_;             // a fused activation, or nullptr
+  bool channels_last_;                   // conv activations in NHWC rather than oneDNN's choice
   std::unique_ptr<GemmWeights> gemm_w_;  // backward-weights as matrix products, or nullptr
   Prim fwd_, bwd_d_, bwd_w_, act_bwd_;
   dnnl::primitive_desc bw_pd_;
@@ -237,8 +224,9 @@ class WeightedLayer : public Layer {
 }  // namespace
 
 std::unique_ptr<Layer> make_weighted_layer(Ctx& c, const ResolvedLayer& L, HostParams& ps,
-                                           int64_t batch, const ResolvedLayer* act) {
-  return std::make_unique<WeightedLayer>(c, L, ps, batch, act);
+                                           int64_t batch, const ResolvedLayer* act,
+                                           bool channels_last) {
+  return std::make_unique<WeightedLayer>(c, L, ps, batch, act, channels_last);
 }
 
 }  // namespace dcgan::cpu
