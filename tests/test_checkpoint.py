@@ -113,6 +113,22 @@ def test_npy_header_cut_inside_a_bracket(tmp_path):
         dcgan.checkpoint.read(p)
 
 
+def test_entry_that_is_not_npy(tmp_path):
+    # Found by fuzzing: np.load returns raw bytes for an entry without the .npy magic, and
+    # checkpoint.read then failed with AttributeError ('bytes' has no 'dtype').
+    import zipfile
+
+    good = dcgan.Trainer(small_cfg()).save(tmp_path / "good.npz")
+    for damaged in ("generator/0.weight.npy", "meta.json.npy"):
+        p = tmp_path / "ck.npz"
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(p, "w", zipfile.ZIP_STORED) as dst:
+            for info in src.infolist():
+                data = src.read(info.filename)
+                dst.writestr(info.filename, b"PK" + data[2:] if info.filename == damaged else data)
+        with pytest.raises(ValueError, match=f"entry '{damaged[:-4]}' is not a NumPy array"):
+            dcgan.checkpoint.read(p)
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     tr = dcgan.Trainer(small_cfg())
     p = tr.save(tmp_path / "ck.npz")

@@ -84,6 +84,9 @@ def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
             arrays = {k: z[k] for k in z.files}
     except _ZIP_ERRORS as e:
         raise ValueError(f"{path} is not a readable dcgan checkpoint (damaged or another format): {e}") from e
+    for k, a in arrays.items():  # np.load hands back raw bytes for an entry that is not .npy
+        if not isinstance(a, np.ndarray):
+            raise ValueError(f"{path}: entry {k!r} is not a NumPy array (damaged or another format)")
     if "meta.json" not in arrays:
         raise ValueError(f"{path} is not a dcgan checkpoint: it has no meta.json entry")
     try:
