@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -261,6 +262,20 @@ def test_cpu_peak_is_plausible():
         _core.cpu_peak(1, 0)
 
 
+@contextlib.contextmanager
+def env_var(name, value):
+    """`name` set to `value` (None: unset) inside the block, unset after it (read when networks
+    are compiled)."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
 # ----------------------------------------------------------------------------- GEMM weights
 GEMM_LAYERS = [
     # (layer, input shape): strides 1 and 2, 'same' (asymmetric) padding, output_padding, bias.
@@ -274,11 +289,8 @@ GEMM_LAYERS = [
 
 
 def grads_with(mode, layer, in_shape, precision="fp32", batch=3):
-    os.environ["DCGAN_CPU_BWDW"] = mode
-    try:
+    with env_var("DCGAN_CPU_BWDW", mode):
         net = _core.Network([layer], in_shape, batch, seed=11, precision=precision)
-    finally:
-        os.environ.pop("DCGAN_CPU_BWDW", None)
     rng = np.random.default_rng(5)
     y = net.forward(rng.standard_normal([batch] + in_shape).astype(np.float32))
     net.backward(rng.standard_normal(y.shape).astype(np.float32), need_d_input=False)
@@ -325,12 +337,9 @@ def test_automatic_rule_picks_per_precision(precision):
 
 
 def test_gemm_setting_is_validated_and_small_channels_stay_native():
-    os.environ["DCGAN_CPU_BWDW"] = "fast"
-    try:
-        with pytest.raises(ValueError, match="DCGAN_CPU_BWDW.*'auto', 'gemm' or 'native'"):
-            _core.Network([dict(type="conv2d", out=16, kernel=3)], [16, 4, 4], 2)
-    finally:
-        os.environ.pop("DCGAN_CPU_BWDW", None)
+    with env_var("DCGAN_CPU_BWDW", "fast"), \
+            pytest.raises(ValueError, match="DCGAN_CPU_BWDW.*'auto', 'gemm' or 'native'"):
+        _core.Network([dict(type="conv2d", out=16, kernel=3)], [16, 4, 4], 2)
     # 3 input channels: never the matrix products, even when asked (the results agree exactly).
     layer = dict(type="conv2d", out=16, kernel=3, stride=2, padding=1)
     a, b = grads_with("native", layer, [3, 8, 8]), grads_with("gemm", layer, [3, 8, 8])
@@ -339,21 +348,13 @@ def test_gemm_setting_is_validated_and_small_channels_stay_native():
 
 
 # ----------------------------------------------------------------------------- activation layout
-def _train_with_layout(fmt, precision="fp32", **cfg):
-    if fmt is None:
-        os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)
-    else:
-        os.environ["DCGAN_CPU_ACT_FORMAT"] = fmt
-    try:
-        c = dcgan.Config.preset("mnist", batch_size=8, seed=3, g_width=16, d_width=16, threads=1,
-                                precision=precision)
-        c = c.replace(**cfg) if cfg else c
-        tr = dcgan.Trainer(c)
+def _train_with_layout(fmt, precision="fp32"):
+    with env_var("DCGAN_CPU_ACT_FORMAT", fmt):
+        tr = dcgan.Trainer(dcgan.Config.preset("mnist", batch_size=8, seed=3, g_width=16, d_width=16,
+                                               threads=1, precision=precision))
         hist = tr.fit(np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8),
                       steps=3, progress=False)
         return np.array(hist["d_loss"] + hist["g_loss"]), tr.generate(4, seed=2)
-    finally:
-        os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)
 
 
 def test_channels_last_layout_trains_like_the_default():
@@ -362,12 +363,9 @@ def test_channels_last_layout_trains_like_the_default():
     (l_any, g_any), (l_nhwc, g_nhwc) = _train_with_layout("any"), _train_with_layout("nhwc")
     np.testing.assert_allclose(l_nhwc, l_any, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(g_nhwc, g_any, atol=1e-4)
-    os.environ["DCGAN_CPU_ACT_FORMAT"] = "nchw16c"
-    try:
-        with pytest.raises(ValueError, match="DCGAN_CPU_ACT_FORMAT.*'auto', 'any' or 'nhwc'"):
-            _core.Network([dict(type="conv2d", out=16, kernel=3)], [16, 4, 4], 2)
-    finally:
-        os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)
+    with env_var("DCGAN_CPU_ACT_FORMAT", "nchw16c"), \
+            pytest.raises(ValueError, match="DCGAN_CPU_ACT_FORMAT.*'auto', 'any' or 'nhwc'"):
+        _core.Network([dict(type="conv2d", out=16, kernel=3)], [16, 4, 4], 2)
 
 
 def test_automatic_layout_choice():
@@ -385,12 +383,8 @@ def test_automatic_layout_choice():
     x = np.random.default_rng(4).standard_normal((2, 16, 8, 8)).astype(np.float32)
 
     def grads(fmt):
-        if fmt:
-            os.environ["DCGAN_CPU_ACT_FORMAT"] = fmt
-        try:
+        with env_var("DCGAN_CPU_ACT_FORMAT", fmt):
             net = _core.Network(layers, [16, 8, 8], 2, seed=1, threads=1)
-        finally:
-            os.environ.pop("DCGAN_CPU_ACT_FORMAT", None)
         y = net.forward(x)
         net.backward(np.ones_like(y), need_d_input=True)
         return net.get_grads()
