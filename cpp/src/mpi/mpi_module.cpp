@@ -47,6 +47,18 @@ int world_rank() {
   return r;
 }
 
+// Ends every rank. MPICH's launcher forwards each rank's stderr through its proxy, and
+// MPI_Abort can tear the job down before the proxy has read what this rank has just written (seen:
+// the timeout message missing from the job's stderr in about 1 run of 3). So flush, give the
+// proxy a moment to forward it, and only then abort.
+[[noreturn]] void abort_world(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
 // Waits for `req`, polling; past `timeout_s` seconds (> 0) every rank is told to stop.
 void wait_or_abort(MPI_Request* req, double timeout_s, const char* what) {
   using clock = std::chrono::steady_clock;
@@ -62,8 +74,7 @@ void wait_or_abort(MPI_Request* req, double timeout_s, const char* what) {
                      "dcgan: rank %d waited %.0f s for the other ranks in %s; a rank has died "
                      "or stopped (its own message says why). Stopping every rank.\n",
                      world_rank(), waited, what);
-        std::fflush(stderr);
-        MPI_Abort(MPI_COMM_WORLD, 3);
+        abort_world(3);
       }
       if (waited > 1e-3) std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
@@ -217,7 +228,7 @@ std::vector<py::bytes> allgather_bytes(const py::bytes& data, double timeout_s) 
 }
 
 [[noreturn]] void abort_job(int code) {
-  if (initialized()) MPI_Abort(MPI_COMM_WORLD, code);
+  if (initialized()) abort_world(code);
   std::_Exit(code);
 }
 
