@@ -55,6 +55,18 @@ def time_backward(spec, in_shape, batch, threads, precision, mode, reps):
     return run
 
 
+def auto_pick(spec, in_shape, precision) -> str:
+    """What the automatic rule (gemm_weights.cpp, for this CPU's ISA) picks for the layer."""
+    from dcgan import _core
+
+    saved = os.environ.pop("DCGAN_CPU_BWDW", None)
+    try:
+        return _core.Network([spec], list(in_shape), 1, precision=precision).cpu_backward_weights()[0]
+    finally:
+        if saved is not None:
+            os.environ["DCGAN_CPU_BWDW"] = saved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="mnist,cifar10,dcgan64")
@@ -74,13 +86,9 @@ def main() -> None:
     rows = []
     for preset in a.presets.split(","):
         for net, row, spec in layer_cases(preset, a.batch):
-            conv = row["type"] == "conv2d"
             ic, oc = row["in_shape"][0], row["out_shape"][0]
             if min(oc, ic) < 16:
                 continue
-            small = row["out_shape"] if conv else row["in_shape"]
-            positions, stride = small[1] * small[2], spec.get("stride", 1)
-            small_side = positions <= 16 or (positions <= 64 and stride >= 2 and min(ic, oc) >= 256)
             for prec in precisions:
                 # A single layer's backward computes no input gradient: only the weights'.
                 runs = {m: time_backward(spec, row["in_shape"], a.batch, a.threads, prec, m, 3)
@@ -90,7 +98,7 @@ def main() -> None:
                     for m, run in runs.items():
                         t[m].append(run())
                 med = {m: statistics.median(v) for m, v in t.items()}
-                auto = "gemm" if small_side else "native"  # gemm_weights_rule
+                auto = auto_pick(spec, row["in_shape"], prec)
                 rec = dict(preset=preset, net=net[0].upper(), layer=row["index"], type=row["type"],
                            shape=f"{tuple(row['in_shape'])}->{tuple(row['out_shape'])} k{spec.get('kernel')}",
                            precision=prec, native_ms=round(med["native"], 2), gemm_ms=round(med["gemm"], 2),

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import subprocess
@@ -322,18 +323,64 @@ def _same_grads(a, b):
     return set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
 
 
+AVX2_CLASS = CPU_ISA in ("avx2", "avx2_vnni", "avx2_vnni_2")
+
+
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_bf16)])
 def test_automatic_rule_picks_per_precision(precision):
-    # The rule (gemm_weights.cpp) was measured per precision: a stride-2 layer with 4x4 output
-    # positions and 32 channels takes the matrix products in bf16 only, one with 2x2 positions
-    # in both. The two paths' gradients differ in the last bits, so equality tells which ran.
+    # The rule (gemm_weights.cpp) was measured per precision and ISA: a stride-2 layer with 4x4
+    # output positions and 32 channels takes the matrix products in bf16 and in fp32 on AVX2,
+    # not in fp32 on AVX-512; one with 2x2 positions takes them everywhere. The two paths'
+    # gradients differ in the last bits, so equality tells which ran, and the pick the network
+    # reports (cpu_backward_weights) must be the one that ran.
     layer = dict(type="conv2d", out=32, kernel=5, stride=2, padding="same", bias=True)
-    for in_shape, gemm_expected in (([32, 8, 8], precision == "bf16"), ([32, 4, 4], True)):
+    for in_shape, gemm_expected in (([32, 8, 8], precision == "bf16" or AVX2_CLASS), ([32, 4, 4], True)):
         auto = grads_with("auto", layer, in_shape, precision, batch=8)
         native = grads_with("native", layer, in_shape, precision, batch=8)
         gemm = grads_with("gemm", layer, in_shape, precision, batch=8)
         assert not _same_grads(native, gemm), "the test needs the two paths to differ"
-        assert _same_grads(auto, gemm if gemm_expected else native), (in_shape, precision)
+        assert _same_grads(auto, gemm if gemm_expected else native), (in_shape, precision, CPU_ISA)
+        reported = _core.Network([layer], in_shape, 8, precision=precision).cpu_backward_weights()
+        assert reported == ["gemm" if gemm_expected else "native"], (in_shape, precision, CPU_ISA)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONEDNN_MAX_CPU_ISA is x86")
+@pytest.mark.parametrize("max_isa", ["AVX2", "AVX512_CORE"])
+def test_fp32_rule_follows_the_isa(max_isa):
+    # With oneDNN held to an ISA (as on a CPU that has no more), the fp32 picks follow that ISA's
+    # measurements: stride-2 layers with up to 8x8 positions on the small side take the matrix
+    # products on AVX2, and on AVX-512 only 2x2, or 4x4 with 512+ channels; stride 1 at 8x8 and
+    # stride 2 at 16x16 stay native on both.
+    if max_isa == "AVX512_CORE" and not CPU_ISA.startswith("avx512"):
+        pytest.skip(f"oneDNN dispatches to {CPU_ISA}: this CPU has no AVX-512")
+    cases = [  # (layer, in_shape, AVX2 pick, AVX-512 pick)
+        (dict(type="conv2d", out=64, kernel=5, stride=2, padding="same"), [32, 16, 16], "gemm", "native"),
+        (dict(type="conv_transpose2d", out=32, kernel=5, stride=2, padding="same"), [64, 8, 8], "gemm", "native"),
+        (dict(type="conv_transpose2d", out=64, kernel=5, stride=1, padding="same"), [64, 8, 8], "native", "native"),
+        (dict(type="conv2d", out=64, kernel=5, stride=2, padding="same"), [32, 32, 32], "native", "native"),
+        (dict(type="conv2d", out=512, kernel=5, stride=2, padding="same"), [512, 8, 8], "gemm", "gemm"),
+        (dict(type="conv2d", out=32, kernel=5, stride=2, padding="same"), [32, 4, 4], "gemm", "gemm"),
+    ]
+    code = textwrap.dedent(f"""
+        import json
+        from dcgan import _core
+        cases = json.loads({json.dumps(json.dumps([(c[0], c[1]) for c in cases]))})
+        print(json.dumps([_core.Network([l], s, 1).cpu_backward_weights()[0] for l, s in cases]))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "DCGAN_CPU_BWDW"}
+    env["ONEDNN_MAX_CPU_ISA"] = max_isa
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    picks = json.loads(out.stdout.strip().splitlines()[-1])
+    assert picks == [c[2] if max_isa == "AVX2" else c[3] for c in cases]
+
+
+def test_backward_weights_paths_are_reported_per_layer():
+    net = _core.Network([dict(type="conv2d", out=32, kernel=5, stride=2, padding="same"), dict(type="relu"),
+                         dict(type="flatten"), dict(type="dense", out=1)], [32, 4, 4], 2)
+    assert net.cpu_backward_weights() == ["gemm", None, None, None]
+    with env_var("DCGAN_CPU_BWDW", "native"):
+        assert net.cpu_backward_weights()[0] == "native"
 
 
 def test_gemm_setting_is_validated_and_small_channels_stay_native():

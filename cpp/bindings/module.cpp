@@ -580,7 +580,8 @@ class PyNetwork {
             uint64_t seed, int threads, const std::string& device, const std::string& precision)
       : be_(make_backend(device, network_options(threads, precision))),
         plan_(plan_network("network", in_shape, parse_layers(layers))),
-        batch_(batch) {
+        batch_(batch),
+        precision_(precision) {
     if (batch <= 0) throw InvalidArgument("batch must be positive");
     ps_ = be_->make_params(plan_.n_params, plan_.n_state, 1);
     std::vector<float> w(plan_.n_params), s(plan_.n_state);
@@ -622,11 +623,31 @@ class PyNetwork {
   void set_params(const py::dict& v) { set_named(plan_, *ps_, v, false); }
   py::list describe_net() { return describe(plan_); }
   std::string device() { return be_->name(); }
+  // Per layer: "gemm" or "native" for a convolution's backward-weights on the CPU backend (the
+  // path a network compiled now takes: DCGAN_CPU_BWDW is read at this call), None for other
+  // layers.
+  py::list cpu_backward_weights() {
+    if (be_->name() != "cpu")
+      throw InvalidArgument(
+          "backward-weights paths are a CPU backend choice; this network is on '" + be_->name() +
+          "'");
+    py::list out;
+    for (const ResolvedLayer& L : plan_.layers) {
+      const bool conv =
+          L.spec.kind == LayerKind::Conv2d || L.spec.kind == LayerKind::ConvTranspose2d;
+      if (!conv)
+        out.append(py::none());
+      else
+        out.append(cpu::use_gemm_weights(precision_ == "bf16", L) ? "gemm" : "native");
+    }
+    return out;
+  }
 
  private:
   std::unique_ptr<Backend> be_;
   NetPlan plan_;
   int64_t batch_;
+  std::string precision_;
   std::unique_ptr<ParamStore> ps_;
   std::unique_ptr<NetExec> exec_;
 };
@@ -905,5 +926,6 @@ PYBIND11_MODULE(_core, m) {
       .def("get_grads", &PyNetwork::get_grads)
       .def("get_state", &PyNetwork::get_state)
       .def("describe", &PyNetwork::describe_net)
+      .def("cpu_backward_weights", &PyNetwork::cpu_backward_weights)
       .def_property_readonly("device", &PyNetwork::device);
 }

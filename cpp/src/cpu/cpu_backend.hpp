@@ -61,6 +61,11 @@ class HostParams : public ParamStore {
 std::unique_ptr<NetExec> compile_net(Ctx& ctx, const NetPlan& plan, ParamStore& params,
                                      int64_t batch, uint64_t seed);
 
+// Whether the backward-weights of Conv2d/ConvTranspose2d layer L runs as matrix products
+// (gemm_weights.cpp) rather than on oneDNN's own kernel in a network of the given precision,
+// as this process would compile it (DCGAN_CPU_BWDW, the shape, the precision, the ISA).
+bool use_gemm_weights(bool bf16, const ResolvedLayer& L);
+
 // The ISA oneDNN dispatches to ("avx2", "avx512_core_bf16", ...).
 const char* isa_name(dnnl::cpu_isa isa);
 

@@ -35,20 +35,28 @@ std::string bwdw_setting() {
 }
 
 // Where the matrix products beat oneDNN 3.2's direct kernels, measured layer by layer with
-// bench/bench_bwd_weights.py at batch 64, 7 rounds (bench/RESULTS.md, issue 13). The two
-// precisions differ: oneDNN's bf16 backward-weights kernels gain less over fp32 than its
-// matrix product does.
+// bench/bench_bwd_weights.py at batch 64, 5-7 rounds (bench/RESULTS.md, issue 13). The
+// precisions and ISAs differ: oneDNN's bf16 backward-weights kernels gain less over fp32 than
+// its matrix product does, and its AVX2 fp32 kernels less than its AVX-512 ones.
 // - bf16: at most 4x4 positions on the small side, or 8x8 with a stride of 2 (1.03-3.1x
 //   faster); stride 1 and 16x16 stay native (0.7-0.9x).
-// - fp32: at most 2x2 positions (1.07x), or 4x4 with at least 512 channels on both sides
-//   (dcgan64 G's 1024->512 layer: 2.3x); 4x4 with 256 channels and every 8x8 layer ran at
-//   0.94-0.98x, larger images and stride 1 at 0.66-0.86x.
-bool gemm_weights_rule(const Ctx& c, const ResolvedLayer& L) {
+// - fp32 on AVX-512: at most 2x2 positions (1.07x), or 4x4 with at least 512 channels on both
+//   sides (dcgan64 G's 1024->512 layer: 2.3x); 4x4 with 256 channels and every 8x8 layer ran
+//   at 0.94-0.98x, larger images and stride 1 at 0.66-0.86x.
+// - fp32 on AVX2 (oneDNN limited to AVX2): at most 2x2 positions, or 8x8 with a stride of 2
+//   (1.02-2.6x on 7 of the 8 such layers, 0.98x on the eighth); stride 1 at 7x7 and 8x8 stays
+//   native (0.74-1.03x), and so do 16x16 layers (0.99-1.02x).
+bool gemm_weights_rule(bool bf16, const ResolvedLayer& L) {
   const bool conv = L.spec.kind == LayerKind::Conv2d;
   const Shape& small = conv ? L.out : L.in;
   const int64_t positions = small[1] * small[2];
   const int64_t channels = std::min(L.in[0], L.spec.out);
-  if (c.act == dt::bf16) return positions <= 16 || (positions <= 64 && L.spec.stride >= 2);
+  const bool stride2 = L.spec.stride >= 2;
+  if (bf16) return positions <= 16 || (positions <= 64 && stride2);
+  using I = dnnl::cpu_isa;
+  const I isa = dnnl::get_effective_cpu_isa();
+  if (isa == I::avx2 || isa == I::avx2_vnni || isa == I::avx2_vnni_2)
+    return positions <= 4 || (positions <= 64 && stride2);
   return positions <= 4 || (positions <= 16 && channels >= 512);
 }
 
@@ -175,7 +183,7 @@ class TapGemmWeights : public GemmWeights {
 
 }  // namespace
 
-bool use_gemm_weights(const Ctx& c, const ResolvedLayer& L) {
+bool use_gemm_weights(bool bf16, const ResolvedLayer& L) {
   const LayerSpec& s = L.spec;
   if (s.kind != LayerKind::Conv2d && s.kind != LayerKind::ConvTranspose2d) return false;
   const std::string mode = bwdw_setting();
@@ -185,7 +193,11 @@ bool use_gemm_weights(const Ctx& c, const ResolvedLayer& L) {
   const int64_t cs = conv ? oc : ic, cb = conv ? ic : oc;
   // Both matrix sides need enough channels for a matrix product to beat the direct kernel.
   if (cs < 16 || cb < 16) return false;
-  return mode == "gemm" || gemm_weights_rule(c, L);
+  return mode == "gemm" || gemm_weights_rule(bf16, L);
+}
+
+bool use_gemm_weights(const Ctx& c, const ResolvedLayer& L) {
+  return use_gemm_weights(c.act == dt::bf16, L);
 }
 
 std::unique_ptr<GemmWeights> make_gemm_weights(Ctx& c, const ResolvedLayer& L, int64_t batch,
