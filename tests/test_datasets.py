@@ -497,6 +497,16 @@ def test_cifar10_pickle_with_a_huge_memo_index_is_refused(tmp_path):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
 
 
+def test_cifar10_pickle_with_a_malformed_dtype_state_is_a_value_error(tmp_path):
+    # Found by fuzzing: numpy.dtype('i8') rebuilt with a state whose names field is [] instead
+    # of None makes NumPy's __setstate__ raise SystemError; the reader reports a corrupt batch.
+    p = tmp_path / "data_batch_1"
+    p.write_bytes(b"\x80\x02cnumpy\ndtype\nX\x02\x00\x00\x00i8\x89\x88\x87R(K\x03X\x01\x00\x00\x00<]NNN"
+                  b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.")
+    with pytest.raises(ValueError, match="not a readable CIFAR-10 python batch.*SystemError"):
+        read_cifar_batch(p)
+
+
 def test_cifar10_truncated_pickle(tmp_path, cifar_subset):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()

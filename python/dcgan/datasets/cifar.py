@@ -237,7 +237,10 @@ def read_cifar_batch(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, OverflowError, MemoryError, UnicodeDecodeError) as e:
+            KeyError, OverflowError, MemoryError, UnicodeDecodeError,
+            # NumPy's dtype.__setstate__ fails with SystemError on some malformed states (a
+            # field-name list where None belongs: found by fuzzing); RuntimeError for the like.
+            SystemError, RuntimeError) as e:
         raise ValueError(
             f"{path}: not a readable CIFAR-10 python batch (truncated or corrupt pickle: "
             f"{type(e).__name__}: {e})"
