@@ -8,6 +8,8 @@
   masks, and its layers' outputs are close to fp32's.
 - Trainer.step_flops() counts the step's multiply-adds as the step runs them (checked against
   an independent count), and the measured CPU peak is a plausible number.
+- Dropout's keep flags give the reference masks on each vector path (AVX-512, AVX2, scalar;
+  oneDNN held to each ISA in a subprocess) and in each activation layout.
 """
 from __future__ import annotations
 
@@ -28,6 +30,23 @@ from dcgan import _core
 CPU_ISA = next(b["detail"] for b in dcgan.backends() if b["name"] == "cpu")
 HAS_BF16 = CPU_ISA in ("avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx", "avx512_core_amx_fp16")
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason=f"oneDNN dispatches to {CPU_ISA}: no bf16 kernels")
+
+needs_x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                               reason="ONEDNN_MAX_CPU_ISA is x86")
+
+
+def run_under_isa(code, max_isa, drop=()):
+    """Runs `code` in a fresh interpreter with oneDNN held to `max_isa` (as on a CPU that has no
+    more) and without the environment variables in `drop`; returns its stdout. Skips when the
+    CPU lacks an AVX-512 that is asked for."""
+    if max_isa.startswith("AVX512") and not CPU_ISA.startswith("avx512"):
+        pytest.skip(f"oneDNN dispatches to {CPU_ISA}: this CPU has no AVX-512")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["ONEDNN_MAX_CPU_ISA"] = max_isa
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
 
 
 def small_cfg(**kw):
@@ -122,9 +141,9 @@ def test_precision_is_validated():
         _core.Network([dict(type="relu")], [3], 2, precision="int8")
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONEDNN_MAX_CPU_ISA=AVX2 is x86")
+@needs_x86
 def test_bf16_is_refused_naming_the_isa_on_avx2():
-    code = textwrap.dedent("""
+    out = run_under_isa("""
         import dcgan
         cfg = dcgan.Config.mnist(batch_size=8, g_width=4, d_width=4, z_dim=8, precision="bf16")
         try:
@@ -133,12 +152,9 @@ def test_bf16_is_refused_naming_the_isa_on_avx2():
             print("REFUSED:", e)
         else:
             print("ACCEPTED")
-    """)
-    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "REFUSED:" in out.stdout, out.stdout
-    assert "AVX512-BF16 or AMX" in out.stdout and "avx2" in out.stdout and "precision='fp32'" in out.stdout
+    """, "AVX2")
+    assert "REFUSED:" in out, out
+    assert "AVX512-BF16 or AMX" in out and "avx2" in out and "precision='fp32'" in out
 
 
 @needs_bf16
@@ -200,6 +216,39 @@ def test_bf16_dropout_keeps_fp32_masks():
         np.testing.assert_allclose(y[kept], 2 * pre[kept], rtol=1e-2)
     np.testing.assert_array_equal(masks["fp32"], masks["bf16"])
     assert 0.3 < masks["fp32"].mean() < 0.7
+
+
+@needs_x86
+@pytest.mark.parametrize("max_isa", ["SSE41", "AVX2", "AVX512_CORE"])
+def test_dropout_masks_on_every_vector_path(max_isa):
+    # The keep flags run 16 Philox blocks per AVX-512 vector, 8 per AVX2 vector, or one block at
+    # a time, by the ISA oneDNN dispatches to: each path gives the reference masks bit for bit,
+    # with partial vectors and a partial block at the ends, in plain, channels-last and
+    # channel-blocked layouts.
+    out = run_under_isa("""
+        import json
+        import numpy as np
+        from dcgan import _core
+        K, p, seed, ctr = _core.kernels, 0.3, 9, 17
+        bad = []
+        n = 3 * 4096 * 9 + 4 * 16 * 5 + 4 * 3 + 3
+        y = _core.Network([{"type": "dropout", "p": p}], [n], 2, seed=seed).forward(
+            np.ones((2, n), np.float32), counter=ctr)
+        if not np.array_equal(y.ravel(), K.dropout_multipliers(seed, ctr, 0, 2 * n, p)):
+            bad.append("plain")
+        conv = {"type": "conv2d", "out": 24, "kernel": 3, "stride": 1, "padding": 1}
+        x = np.random.default_rng(1).standard_normal((5, 3, 13, 13)).astype(np.float32)
+        import os
+        for fmt in ("nhwc", "any"):
+            os.environ["DCGAN_CPU_ACT_FORMAT"] = fmt
+            a = _core.Network([conv], [3, 13, 13], 5, seed=seed).forward(x, counter=ctr)
+            b = _core.Network([conv, {"type": "dropout", "p": p}], [3, 13, 13], 5, seed=seed).forward(
+                x, counter=ctr)
+            if not np.array_equal(b, a * K.dropout_multipliers(seed, ctr, 1, a.size, p).reshape(a.shape)):
+                bad.append(fmt)
+        print(json.dumps(bad))
+    """, max_isa, drop=("DCGAN_CPU_ACT_FORMAT",))
+    assert json.loads(out.strip().splitlines()[-1]) == []
 
 
 # ----------------------------------------------------------------------------- FLOPs and peak
@@ -344,15 +393,13 @@ def test_automatic_rule_picks_per_precision(precision):
         assert reported == ["gemm" if gemm_expected else "native"], (in_shape, precision, CPU_ISA)
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONEDNN_MAX_CPU_ISA is x86")
+@needs_x86
 @pytest.mark.parametrize("max_isa", ["AVX2", "AVX512_CORE"])
 def test_fp32_rule_follows_the_isa(max_isa):
     # With oneDNN held to an ISA (as on a CPU that has no more), the fp32 picks follow that ISA's
     # measurements: stride-2 layers with up to 8x8 positions on the small side take the matrix
     # products on AVX2, and on AVX-512 only 2x2, or 4x4 with 512+ channels; stride 1 at 8x8 and
     # stride 2 at 16x16 stay native on both.
-    if max_isa == "AVX512_CORE" and not CPU_ISA.startswith("avx512"):
-        pytest.skip(f"oneDNN dispatches to {CPU_ISA}: this CPU has no AVX-512")
     cases = [  # (layer, in_shape, AVX2 pick, AVX-512 pick)
         (dict(type="conv2d", out=64, kernel=5, stride=2, padding="same"), [32, 16, 16], "gemm", "native"),
         (dict(type="conv_transpose2d", out=32, kernel=5, stride=2, padding="same"), [64, 8, 8], "gemm", "native"),
@@ -361,17 +408,13 @@ def test_fp32_rule_follows_the_isa(max_isa):
         (dict(type="conv2d", out=512, kernel=5, stride=2, padding="same"), [512, 8, 8], "gemm", "gemm"),
         (dict(type="conv2d", out=32, kernel=5, stride=2, padding="same"), [32, 4, 4], "gemm", "gemm"),
     ]
-    code = textwrap.dedent(f"""
+    out = run_under_isa(f"""
         import json
         from dcgan import _core
         cases = json.loads({json.dumps(json.dumps([(c[0], c[1]) for c in cases]))})
         print(json.dumps([_core.Network([l], s, 1).cpu_backward_weights()[0] for l, s in cases]))
-    """)
-    env = {k: v for k, v in os.environ.items() if k != "DCGAN_CPU_BWDW"}
-    env["ONEDNN_MAX_CPU_ISA"] = max_isa
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    picks = json.loads(out.stdout.strip().splitlines()[-1])
+    """, max_isa, drop=("DCGAN_CPU_BWDW",))
+    picks = json.loads(out.strip().splitlines()[-1])
     assert picks == [c[2] if max_isa == "AVX2" else c[3] for c in cases]
 
 

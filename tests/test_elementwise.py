@@ -211,15 +211,28 @@ def test_pad_and_crop_indexing_is_numpys(pads):
         K.crop2d(x, 5, 5, 0, 0)
 
 
-def test_dropout_masks_follow_the_logical_index_after_a_convolution():
-    # oneDNN stores a convolution's output channel-blocked; the CPU backend keys each element's
-    # mask by its logical (N, C, H, W) index, as the CUDA backend does on its plain arrays.
-    n, p, seed, counter = 3, 0.4, 5, 11
+@pytest.mark.parametrize("layout", ["any", "nhwc"])
+def test_dropout_masks_follow_the_logical_index_after_a_convolution(layout, monkeypatch):
+    # After a convolution oneDNN stores the activations channel-blocked ("any") or channels-last
+    # ("nhwc"); the CPU backend keys each element's mask by its logical (N, C, H, W) index, as
+    # the CUDA backend does on its plain arrays, forward and backward. 4 x 16 x 24 x 24 elements:
+    # the parallel paths.
+    monkeypatch.setenv("DCGAN_CPU_ACT_FORMAT", layout)
+    n, p, seed, counter = 4, 0.4, 5, 11
     conv = {"type": "conv2d", "out": 16, "kernel": 3, "stride": 1, "padding": 1}
-    x = np.random.default_rng(1).standard_normal((n, 3, 6, 6)).astype(np.float32)
-    a = _core.Network([conv], [3, 6, 6], n, seed=seed)
-    b = _core.Network([conv, {"type": "dropout", "p": p}], [3, 6, 6], n, seed=seed)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, 3, 24, 24)).astype(np.float32)
+    a = _core.Network([conv], [3, 24, 24], n, seed=seed)
+    b = _core.Network([conv, {"type": "dropout", "p": p}], [3, 24, 24], n, seed=seed)
     ya = a.forward(x, counter=counter)
     yb = b.forward(x, counter=counter)
     mask = K.dropout_multipliers(seed, counter, 1, ya.size, p).reshape(ya.shape)
     np.testing.assert_array_equal(yb, ya * mask)
+    # Backward: the gradient reaching the convolution is dy * mask.
+    dy = rng.standard_normal(ya.shape).astype(np.float32)
+    a.backward(dy * mask, need_d_input=True)
+    b.backward(dy, need_d_input=True)
+    ga, gb = a.get_grads(), b.get_grads()
+    assert ga.keys() == gb.keys() and len(ga) > 0
+    for k in ga:
+        np.testing.assert_array_equal(np.asarray(gb[k]), np.asarray(ga[k]), err_msg=k)

@@ -122,8 +122,10 @@ DCGAN_HD inline uint64_t dropout_block(uint64_t layer, int64_t i) {
 }
 // The multiplier of a kept element, 1 / (1 - p): computed once per pass, not per element.
 DCGAN_HD inline float dropout_scale(float p) { return 1.f / (1.f - p); }
+// Whether the element whose random word is `word` is kept.
+DCGAN_HD inline bool dropout_kept(uint32_t word, float p) { return Philox::to_unit(word) >= p; }
 DCGAN_HD inline float dropout_keep(uint32_t word, float p, float scale) {
-  return Philox::to_unit(word) >= p ? scale : 0.f;
+  return dropout_kept(word, p) ? scale : 0.f;
 }
 DCGAN_HD inline float dropout_multiplier(const Philox& rng, uint64_t layer, int64_t i, float p) {
   uint32_t w[4];
@@ -159,8 +161,8 @@ DCGAN_HD inline void bn_running_update(float& running_mean, float& running_var, 
 // Precise statistics: one training-mode batch's mean and biased variance of a channel added to
 // the sums (mean, var, mean^2) from which PreciseBn (core/gan_step.cpp) forms the pooled mean
 // and variance over all batches: mean = E[mean_b], var = E[var_b] + E[mean_b^2] - mean^2.
-DCGAN_HD inline void bn_accumulate(float& sum_mean, float& sum_var, float& sum_mean_sq,
-                                   float mean, float var) {
+DCGAN_HD inline void bn_accumulate(float& sum_mean, float& sum_var, float& sum_mean_sq, float mean,
+                                   float var) {
   sum_mean += mean;
   sum_var += var;
   sum_mean_sq += mean * mean;
