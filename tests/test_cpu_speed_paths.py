@@ -10,6 +10,9 @@
   an independent count), and the measured CPU peak is a plausible number.
 - Dropout's keep flags give the reference masks on each vector path (AVX-512, AVX2, scalar;
   oneDNN held to each ISA in a subprocess) and in each activation layout.
+- Backward-weights as matrix products (gemm_weights.cpp) and the few-channel passes as a matrix
+  product and a gather (thin_conv.cpp) match oneDNN's kernels to fp32 rounding, and the network
+  reports which path each layer takes.
 """
 from __future__ import annotations
 
@@ -435,6 +438,72 @@ def test_gemm_setting_is_validated_and_small_channels_stay_native():
     a, b = grads_with("native", layer, [3, 8, 8]), grads_with("gemm", layer, [3, 8, 8])
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+# ----------------------------------------------------------------------------- few-channel passes
+FEW_CHANNEL_LAYERS = [
+    # (layers, input shape): a ConvTranspose2d's forward into 1-4 channels (with a fused
+    # activation or not), a Conv2d's backward-data into 1-4 channels; strides 1 and 2, 'same'
+    # (asymmetric) padding, output_padding, kernels 3-5, odd sizes, bias or none.
+    ([dict(type="conv_transpose2d", out=1, kernel=5, stride=2, padding="same"), dict(type="tanh")], [64, 7, 7]),
+    ([dict(type="conv_transpose2d", out=3, kernel=4, stride=2, padding=1, bias=False)], [32, 5, 5]),
+    ([dict(type="conv_transpose2d", out=2, kernel=3, stride=1, padding=1), dict(type="sigmoid")], [16, 6, 5]),
+    ([dict(type="conv_transpose2d", out=4, kernel=3, stride=2, padding=1, output_padding=1)], [24, 4, 3]),
+    ([dict(type="conv2d", out=64, kernel=5, stride=2, padding="same")], [1, 28, 28]),
+    ([dict(type="conv2d", out=32, kernel=4, stride=2, padding=1), dict(type="leaky_relu", slope=0.2)], [3, 9, 9]),
+    ([dict(type="conv2d", out=16, kernel=3, stride=1, padding=0, bias=False)], [2, 7, 6]),
+]
+
+
+def run_thin(mode, layers, in_shape, precision="fp32", fmt=None, batch=3):
+    with env_var("DCGAN_CPU_THIN", mode), env_var("DCGAN_CPU_ACT_FORMAT", fmt):
+        net = _core.Network(layers, in_shape, batch, seed=3, precision=precision)
+        paths = net.cpu_few_channel_paths()
+    rng = np.random.default_rng(0)
+    y = net.forward(rng.standard_normal([batch] + in_shape).astype(np.float32))
+    dx = net.backward(rng.standard_normal(y.shape).astype(np.float32), need_d_input=True)
+    return paths, y, dx, net.get_grads()
+
+
+@pytest.mark.parametrize("fmt", ["nhwc", "any"])
+@pytest.mark.parametrize("layers,in_shape", FEW_CHANNEL_LAYERS, ids=lambda v: str(v))
+def test_few_channel_passes_match_onednn(layers, in_shape, fmt):
+    # The matrix product and gather (thin_conv.cpp) against oneDNN's own kernels: the same
+    # forward, input gradient and weight gradients to fp32 rounding (another summation order).
+    pn, yn, dxn, gn = run_thin("native", layers, in_shape, fmt=fmt)
+    pm, ym, dxm, gm = run_thin(None, layers, in_shape, fmt=fmt)
+    assert pn[0] == "native" and pm[0] == "matmul"
+    for a, b in [(yn, ym), (dxn, dxm)] + [(gn[k], gm[k]) for k in gn]:
+        np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6 * np.abs(a).max())
+    # The pass that changed differs from oneDNN's in the last bits: it ran.
+    changed = (yn, ym) if layers[0]["type"] == "conv_transpose2d" else (dxn, dxm)
+    assert not np.array_equal(*changed)
+
+
+@needs_bf16
+@pytest.mark.parametrize("layers,in_shape", FEW_CHANNEL_LAYERS[::3], ids=lambda v: str(v))
+def test_few_channel_passes_in_bf16(layers, in_shape):
+    _, yn, dxn, gn = run_thin("native", layers, in_shape, "bf16")
+    _, ym, dxm, gm = run_thin(None, layers, in_shape, "bf16")
+    for a, b in [(yn, ym), (dxn, dxm)] + [(gn[k], gm[k]) for k in gn]:
+        np.testing.assert_allclose(b, a, rtol=2e-2, atol=1e-2 * np.abs(a).max())
+
+
+def test_few_channel_paths_are_reported_and_the_setting_validated():
+    layers = [dict(type="conv2d", out=16, kernel=3, stride=2, padding=1), dict(type="leaky_relu", slope=0.2),
+              dict(type="conv2d", out=4, kernel=3, stride=1, padding=1),
+              dict(type="conv_transpose2d", out=4, kernel=3, stride=2, padding=1, output_padding=1),
+              dict(type="conv_transpose2d", out=5, kernel=3, stride=1, padding=1)]
+    # 3 -> 16: backward-data into 3 channels; 16 -> 4: 4 channels on the small side, not the
+    # image's; convT 4 -> 4: too few channels to multiply; convT 4 -> 5: more than 4 outputs.
+    assert _core.Network(layers, [3, 8, 8], 2).cpu_few_channel_paths() == ["matmul", None, "native", "native",
+                                                                           "native"]
+    layers = [dict(type="conv_transpose2d", out=4, kernel=3, stride=2, padding=1, output_padding=1)]
+    assert _core.Network(layers, [16, 4, 4], 2).cpu_few_channel_paths() == ["matmul"]
+    with env_var("DCGAN_CPU_THIN", "native"):
+        assert _core.Network(layers, [16, 4, 4], 2).cpu_few_channel_paths() == ["native"]
+    with env_var("DCGAN_CPU_THIN", "fast"), pytest.raises(ValueError, match="DCGAN_CPU_THIN.*'auto' or 'native'"):
+        _core.Network(layers, [16, 4, 4], 2)
 
 
 # ----------------------------------------------------------------------------- activation layout

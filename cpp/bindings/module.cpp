@@ -642,6 +642,24 @@ class PyNetwork {
     }
     return out;
   }
+  // Per layer: "matmul" or "native" for the few-channel pass of a convolution on the CPU backend
+  // (a ConvTranspose2d's forward, a Conv2d's backward-data; DCGAN_CPU_THIN is read at this
+  // call), None for other layers.
+  py::list cpu_few_channel_paths() {
+    if (be_->name() != "cpu")
+      throw InvalidArgument("few-channel paths are a CPU backend choice; this network is on '" +
+                            be_->name() + "'");
+    py::list out;
+    for (const ResolvedLayer& L : plan_.layers) {
+      const bool conv =
+          L.spec.kind == LayerKind::Conv2d || L.spec.kind == LayerKind::ConvTranspose2d;
+      if (!conv)
+        out.append(py::none());
+      else
+        out.append(cpu::use_thin_scatter(L) ? "matmul" : "native");
+    }
+    return out;
+  }
 
  private:
   std::unique_ptr<Backend> be_;
@@ -927,5 +945,6 @@ PYBIND11_MODULE(_core, m) {
       .def("get_state", &PyNetwork::get_state)
       .def("describe", &PyNetwork::describe_net)
       .def("cpu_backward_weights", &PyNetwork::cpu_backward_weights)
+      .def("cpu_few_channel_paths", &PyNetwork::cpu_few_channel_paths)
       .def_property_readonly("device", &PyNetwork::device);
 }

@@ -66,6 +66,12 @@ std::unique_ptr<NetExec> compile_net(Ctx& ctx, const NetPlan& plan, ParamStore& 
 // as this process would compile it (DCGAN_CPU_BWDW, the shape, the precision, the ISA).
 bool use_gemm_weights(bool bf16, const ResolvedLayer& L);
 
+// Whether Conv2d/ConvTranspose2d layer L runs its few-channel pass (a ConvTranspose2d's forward
+// into at most 4 channels, a Conv2d's backward-data into at most 4) as a matrix product and a
+// gather (thin_conv.cpp) rather than on oneDNN's own kernel, as this process would compile it
+// (DCGAN_CPU_THIN, the shape).
+bool use_thin_scatter(const ResolvedLayer& L);
+
 // The ISA oneDNN dispatches to ("avx2", "avx512_core_bf16", ...).
 const char* isa_name(dnnl::cpu_isa isa);
 

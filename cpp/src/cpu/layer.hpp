@@ -132,6 +132,23 @@ bool use_gemm_weights(const Ctx& c, const ResolvedLayer& L);
 std::unique_ptr<GemmWeights> make_gemm_weights(Ctx& c, const ResolvedLayer& L, int64_t batch,
                                                const memory& src, const memory& d_dst);
 
+// The few-channel side of a Conv2d/ConvTranspose2d as a matrix product and a gather
+// (thin_conv.cpp): a ConvTranspose2d's forward into at most 4 channels (then `act`, the fused
+// activation, if any), or a Conv2d's backward-data into at most 4 channels. `s`: the
+// many-channel tensor (the layer's input, or its output gradient; any layout), `w_canon`: the
+// f32 weights in PyTorch's layout, `bias`: the bias (forward only) or null, `b_out`: where the
+// result goes (any layout and type).
+class ThinScatter {
+ public:
+  virtual ~ThinScatter() = default;
+  // `weights_version`: the parameters' version (the weights are re-laid-out when it changes).
+  virtual void run(dnnl::stream& s, uint64_t weights_version) = 0;
+};
+std::unique_ptr<ThinScatter> make_thin_scatter(Ctx& c, const ResolvedLayer& L, int64_t batch,
+                                               const memory& s, const memory& w_canon,
+                                               const float* bias, const ResolvedLayer* act,
+                                               const memory& b_out);
+
 // One factory per family. `act`: the activation layer after this one, fused into it by the
 // network (net.cpp decides which pairs fuse), or nullptr. `channels_last`: a convolution's
 // activations in NHWC instead of the layout oneDNN picks (net.cpp decides, per network).

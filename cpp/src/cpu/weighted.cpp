@@ -67,6 +67,11 @@ class WeightedLayer : public Layer {
     // Backward-weights as matrix products where those are faster (gemm_weights.cpp): then
     // oneDNN's backward-weights primitive is never created.
     const bool gemm = use_gemm_weights(c, L_);
+    // A ConvTranspose2d's forward or a Conv2d's backward-data into a few channels as a matrix
+    // product (thin_conv.cpp); such a ConvTranspose2d's output is then NHWC.
+    const bool thin = use_thin_scatter(L_);
+    if (thin && s.kind == LayerKind::ConvTranspose2d)
+      any_dst = md_t({batch_, s.out, L_.out[1], L_.out[2]}, act, tag::nhwc);
     switch (s.kind) {
       case LayerKind::Dense: {
         inner_product_forward::primitive_desc f(c.eng, P, any_src, any_w, b_md, any_dst, attr);
@@ -117,6 +122,12 @@ class WeightedLayer : public Layer {
           Prim(c, eltwise_backward::primitive_desc(c.eng, e.backward, fwd_dst_md_, fwd_dst_md_,
                                                    fwd_dst_md_, e.alpha, 0.f, hint, c.attr()));
     }
+    if (thin && s.kind == LayerKind::ConvTranspose2d)
+      thin_fwd_ = make_thin_scatter(
+          c, L_, batch_, src_, w_canon_,
+          has_bias ? static_cast<const float*>(b_.get_data_handle()) : nullptr, act_, out);
+    if (thin && s.kind == LayerKind::Conv2d)
+      thin_bd_ = make_thin_scatter(c, L_, batch_, d_out, w_canon_, nullptr, nullptr, d_in_);
     // Backward-data operands.
     dd_bd_ = adapt(c, d_out, bd_dst_md_, &dd_bd_reorder_, true);
     w_bd_ = bd_w_md_ == fwd_w_md_ ? w_fwd_ : adapt(c, w_canon_, bd_w_md_, &w_bd_reorder_, true);
@@ -150,8 +161,12 @@ class WeightedLayer : public Layer {
     auto& s = c_.strm;
     if (src_reorder_) src_reorder_->run(s);
     if (w_version_ != ps_.version()) {
-      if (w_fwd_reorder_) w_fwd_reorder_->run(s);
+      if (w_fwd_reorder_) w_fwd_reorder_->run(s);  // (backward-data may share these weights)
       w_version_ = ps_.version();
+    }
+    if (thin_fwd_) {
+      thin_fwd_->run(s, ps_.version());
+      return;
     }
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, src_}, {DNNL_ARG_WEIGHTS, w_fwd_}, {DNNL_ARG_DST, out}};
@@ -165,7 +180,9 @@ class WeightedLayer : public Layer {
       act_bwd_.run(s,
                    {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_out}});
     if (dd_bd_reorder_) dd_bd_reorder_->run(s);
-    if (need_d_in) {
+    if (need_d_in && thin_bd_) {
+      thin_bd_->run(s, ps_.version());
+    } else if (need_d_in) {
       if (w_bd_reorder_ && w_bd_version_ != ps_.version()) {
         w_bd_reorder_->run(s);
         w_bd_version_ = ps_.version();
@@ -210,6 +227,8 @@ class WeightedLayer : public Layer {
   const ResolvedLayer* act_;             // a fused activation, or nullptr
   bool channels_last_;                   // conv activations in NHWC rather than oneDNN's choice
   std::unique_ptr<GemmWeights> gemm_w_;  // backward-weights as matrix products, or nullptr
+  // A ConvTranspose2d's forward, or a Conv2d's backward-data, as a matrix product, or nullptr.
+  std::unique_ptr<ThinScatter> thin_fwd_, thin_bd_;
   Prim fwd_, bwd_d_, bwd_w_, act_bwd_;
   dnnl::primitive_desc bw_pd_;
   md_t fwd_src_md_, fwd_w_md_, fwd_dst_md_, bd_src_md_, bd_w_md_, bd_dst_md_, bw_src_md_, bw_w_md_,
