@@ -67,13 +67,16 @@ def auto_pick(spec, in_shape, precision) -> str:
             os.environ["DCGAN_CPU_BWDW"] = saved
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def layer_bench_setup(doc: str, rounds: int):
+    """The per-layer benchmarks' command line (--presets, --batch, --threads, --precision,
+    --rounds, --markdown), parsed; OMP_NUM_THREADS set; the header line printed. Returns the
+    arguments and the precisions to run (default: fp32, and bf16 where the CPU has it)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="mnist,cifar10,dcgan64")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default=None, help="comma list (default: fp32, and bf16 where the CPU has it)")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=rounds)
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
@@ -83,6 +86,11 @@ def main() -> None:
     precisions = a.precision.split(",") if a.precision else (
         ["fp32", "bf16"] if isa.startswith(("avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx")) else ["fp32"])
     print(f"# oneDNN {dcgan.onednn_version}, ISA {isa}, {a.threads} threads, batch {a.batch}", flush=True)
+    return a, precisions
+
+
+def main() -> None:
+    a, precisions = layer_bench_setup(__doc__, 5)
     rows = []
     for preset in a.presets.split(","):
         for net, row, spec in layer_cases(preset, a.batch):

@@ -14,7 +14,6 @@ backward-data's own share is the difference.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -22,7 +21,7 @@ import time
 
 import numpy as np
 
-from bench_bwd_weights import layer_cases
+from bench_bwd_weights import layer_bench_setup, layer_cases
 
 
 def timer(spec, in_shape, batch, threads, precision, mode, reps, need_d_input=True):
@@ -57,21 +56,7 @@ def timer(spec, in_shape, batch, threads, precision, mode, reps, need_d_input=Tr
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", default="mnist,cifar10,dcgan64")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", default=None, help="comma list (default: fp32, and bf16 where the CPU has it)")
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--markdown", action="store_true")
-    a = ap.parse_args()
-    os.environ["OMP_NUM_THREADS"] = str(a.threads)
-    import dcgan
-
-    isa = next(b["detail"] for b in dcgan.backends() if b["name"] == "cpu")
-    precisions = a.precision.split(",") if a.precision else (
-        ["fp32", "bf16"] if isa.startswith(("avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx")) else ["fp32"])
-    print(f"# oneDNN {dcgan.onednn_version}, ISA {isa}, {a.threads} threads, batch {a.batch}", flush=True)
+    a, precisions = layer_bench_setup(__doc__, 7)
     rows = []
     for preset in a.presets.split(","):
         for net, row, spec in layer_cases(preset, a.batch):

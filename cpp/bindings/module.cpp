@@ -627,41 +627,38 @@ class PyNetwork {
   // path a network compiled now takes: DCGAN_CPU_BWDW is read at this call), None for other
   // layers.
   py::list cpu_backward_weights() {
-    if (be_->name() != "cpu")
-      throw InvalidArgument(
-          "backward-weights paths are a CPU backend choice; this network is on '" + be_->name() +
-          "'");
-    py::list out;
-    for (const ResolvedLayer& L : plan_.layers) {
-      const bool conv =
-          L.spec.kind == LayerKind::Conv2d || L.spec.kind == LayerKind::ConvTranspose2d;
-      if (!conv)
-        out.append(py::none());
-      else
-        out.append(cpu::use_gemm_weights(precision_ == "bf16", L) ? "gemm" : "native");
-    }
-    return out;
+    return per_conv_layer("backward-weights paths", [&](const ResolvedLayer& L) {
+      return cpu::use_gemm_weights(precision_ == "bf16", L) ? "gemm" : "native";
+    });
   }
   // Per layer: "matmul" or "native" for the few-channel pass of a convolution on the CPU backend
   // (a ConvTranspose2d's forward, a Conv2d's backward-data; DCGAN_CPU_THIN is read at this
   // call), None for other layers.
   py::list cpu_few_channel_paths() {
+    return per_conv_layer("few-channel paths", [](const ResolvedLayer& L) {
+      return cpu::use_thin_scatter(L) ? "matmul" : "native";
+    });
+  }
+
+ private:
+  // pick(L) for each Conv2d/ConvTranspose2d layer of the plan, None for the others; CPU only.
+  template <class Pick>
+  py::list per_conv_layer(const char* what, Pick pick) const {
     if (be_->name() != "cpu")
-      throw InvalidArgument("few-channel paths are a CPU backend choice; this network is on '" +
+      throw InvalidArgument(std::string(what) + " are a CPU backend choice; this network is on '" +
                             be_->name() + "'");
     py::list out;
     for (const ResolvedLayer& L : plan_.layers) {
       const bool conv =
           L.spec.kind == LayerKind::Conv2d || L.spec.kind == LayerKind::ConvTranspose2d;
-      if (!conv)
-        out.append(py::none());
+      if (conv)
+        out.append(pick(L));
       else
-        out.append(cpu::use_thin_scatter(L) ? "matmul" : "native");
+        out.append(py::none());
     }
     return out;
   }
 
- private:
   std::unique_ptr<Backend> be_;
   NetPlan plan_;
   int64_t batch_;
