@@ -411,8 +411,10 @@ def test_fp32_rule_follows_the_isa(max_isa):
         (dict(type="conv2d", out=512, kernel=5, stride=2, padding="same"), [512, 8, 8], "gemm", "gemm"),
         (dict(type="conv2d", out=32, kernel=5, stride=2, padding="same"), [32, 4, 4], "gemm", "gemm"),
     ]
+    # (Winograd off: it takes the backward-weights of the stride-2 layers with 8x8+ small sides.)
     out = run_under_isa(f"""
-        import json
+        import json, os
+        os.environ["DCGAN_CPU_WINO"] = "native"
         from dcgan import _core
         cases = json.loads({json.dumps(json.dumps([(c[0], c[1]) for c in cases]))})
         print(json.dumps([_core.Network([l], s, 1).cpu_backward_weights()[0] for l, s in cases]))
@@ -504,6 +506,142 @@ def test_few_channel_paths_are_reported_and_the_setting_validated():
         assert _core.Network(layers, [16, 4, 4], 2).cpu_few_channel_paths() == ["native"]
     with env_var("DCGAN_CPU_THIN", "fast"), pytest.raises(ValueError, match="DCGAN_CPU_THIN.*'auto' or 'native'"):
         _core.Network(layers, [16, 4, 4], 2)
+
+
+# ----------------------------------------------------------------------------- Winograd
+WINOGRAD_LAYERS = [
+    # (layers, input shape): stride-2 Conv2d and ConvTranspose2d with 5x5 'same' and 4x4 pad-1
+    # kernels, small sides of 8x8 and more (whole and partial 4x4 tiles, non-square), channel
+    # counts that are not multiples of 16, bias or none, a fused activation or none.
+    ([dict(type="conv2d", out=32, kernel=5, stride=2, padding="same", bias=False)], [16, 16, 16]),
+    ([dict(type="conv_transpose2d", out=32, kernel=5, stride=2, padding="same", bias=False)], [24, 8, 8]),
+    ([dict(type="conv2d", out=40, kernel=5, stride=2, padding="same"), dict(type="leaky_relu", slope=0.2)],
+     [20, 20, 16]),
+    ([dict(type="conv_transpose2d", out=17, kernel=5, stride=2, padding="same"), dict(type="relu")], [32, 10, 8]),
+    ([dict(type="conv2d", out=16, kernel=4, stride=2, padding=1)], [16, 18, 18]),
+    ([dict(type="conv_transpose2d", out=24, kernel=4, stride=2, padding=1, bias=False)], [16, 9, 12]),
+    # Stride 1, 'same': F(2x2, 5x5) for 5x5 kernels, F(4x4, 3x3) for 3x3.
+    ([dict(type="conv2d", out=32, kernel=5, stride=1, padding="same", bias=False)], [16, 8, 8]),
+    ([dict(type="conv_transpose2d", out=20, kernel=5, stride=1, padding="same"), dict(type="relu")], [24, 9, 10]),
+    ([dict(type="conv2d", out=24, kernel=3, stride=1, padding=1)], [16, 11, 8]),
+    ([dict(type="conv_transpose2d", out=16, kernel=3, stride=1, padding=1, bias=False)], [32, 8, 8]),
+]
+
+
+def run_wino(mode, layers, in_shape, bwdw=None, batch=3, threads=None):
+    with env_var("DCGAN_CPU_WINO", mode), env_var("DCGAN_CPU_BWDW", bwdw):
+        kw = {} if threads is None else {"threads": threads}
+        net = _core.Network(layers, in_shape, batch, seed=3, **kw)
+        algos, bwdw_paths = net.cpu_conv_algorithms(), net.cpu_backward_weights()
+    rng = np.random.default_rng(0)
+    y = net.forward(rng.standard_normal([batch] + in_shape).astype(np.float32))
+    dx = net.backward(rng.standard_normal(y.shape).astype(np.float32), need_d_input=True)
+    return (algos[0], bwdw_paths[0]), y, dx, net.get_grads()
+
+
+@pytest.mark.parametrize("layers,in_shape", WINOGRAD_LAYERS, ids=lambda v: str(v))
+def test_winograd_passes_match_onednn(layers, in_shape):
+    # Forward, input gradient and weight (and bias) gradients of each Winograd variant
+    # (winograd.cpp) against oneDNN's direct kernels. F(4x4, 3x3) rounds differently from a
+    # direct sum (its transforms scale by up to 8 and 1/24), so the bound is a few 1e-5 of the
+    # largest entry rather than fp32's last bits.
+    pn, yn, dxn, gn = run_wino("native", layers, in_shape)
+    pw, yw, dxw, gw = run_wino(None, layers, in_shape)
+    assert pn == ("native", "native") and pw == ("winograd", "winograd")
+    for a, b in [(yn, yw), (dxn, dxw)] + [(gn[k], gw[k]) for k in gn]:
+        np.testing.assert_allclose(b, a, rtol=0, atol=3e-5 * np.abs(a).max())
+    # Every pass ran on the other path: none is bit-equal to oneDNN's.
+    for a, b in [(yn, yw), (dxn, dxw), (gn["0.weight"], gw["0.weight"])]:
+        assert not np.array_equal(a, b)
+
+
+def test_winograd_backward_weights_yields_to_a_named_path():
+    # DCGAN_CPU_BWDW=gemm or native takes a Winograd layer's backward-weights; its forward and
+    # backward-data stay Winograd. The weight gradient then equals that path's bit for bit
+    # (it reads the same x and dy), while the output still differs from oneDNN's.
+    layers, in_shape = WINOGRAD_LAYERS[0]
+    for bwdw in ("gemm", "native"):
+        p, y, dx, g = run_wino(None, layers, in_shape, bwdw=bwdw)
+        p0, y0, dx0, g0 = run_wino("native", layers, in_shape, bwdw=bwdw)
+        assert p == ("winograd", bwdw) and p0 == ("native", bwdw)
+        np.testing.assert_array_equal(g["0.weight"], g0["0.weight"])
+        assert not np.array_equal(y, y0)
+        np.testing.assert_allclose(dx, dx0, rtol=0, atol=3e-5 * np.abs(dx0).max())
+
+
+def test_winograd_is_deterministic():
+    # The same network and inputs twice give the same bits (the transforms give each element to
+    # one thread, overlapping tiles are gathered in a fixed order); the transforms alone do not
+    # depend on the thread count either, so 1 and 2 threads agree to the matrix products'
+    # rounding.
+    layers, in_shape = WINOGRAD_LAYERS[2]
+    runs = [run_wino(None, layers, in_shape, threads=2) for _ in range(2)]
+    for a, b in zip(runs[0][1:3], runs[1][1:3]):
+        np.testing.assert_array_equal(a, b)
+    for k in runs[0][3]:
+        np.testing.assert_array_equal(runs[0][3][k], runs[1][3][k])
+    one = run_wino(None, layers, in_shape, threads=1)
+    np.testing.assert_allclose(one[1], runs[0][1], rtol=0, atol=1e-5 * np.abs(runs[0][1]).max())
+
+
+def test_winograd_layers_are_reported_and_the_setting_validated():
+    def algos(layers, in_shape, precision="fp32"):
+        return _core.Network(layers, in_shape, 2, precision=precision).cpu_conv_algorithms()
+
+    conv = dict(type="conv2d", out=32, kernel=5, stride=2, padding="same")
+    convt = dict(type="conv_transpose2d", out=32, kernel=5, stride=2, padding="same")
+    assert algos([conv, dict(type="relu"), conv], [16, 32, 32]) == ["winograd", None, "winograd"]
+    assert algos([convt], [16, 8, 8]) == ["winograd"]
+    assert algos([dict(conv, stride=1)], [16, 8, 8]) == ["winograd"]
+    assert algos([dict(convt, stride=1, kernel=3, padding=1)], [16, 8, 8]) == ["winograd"]
+    # Not eligible: a 4x4 or 7x7 small side, stride 1 with a 4x4 kernel or without padding,
+    # fewer than 16 channels, a 3x3 kernel with padding 0 at stride 2 (taps outside the phase
+    # window), a 7x7 kernel.
+    assert algos([conv], [16, 8, 8]) == ["native"]
+    assert algos([conv], [16, 14, 14]) == ["native"]
+    assert algos([dict(conv, stride=1)], [16, 7, 7]) == ["native"]
+    assert algos([dict(conv, stride=1, kernel=4, padding=1)], [16, 8, 8]) == ["native"]
+    assert algos([dict(conv, stride=1, padding=0)], [16, 12, 12]) == ["native"]
+    assert algos([conv], [3, 16, 16]) == ["native"]
+    assert algos([dict(conv, out=8)], [16, 16, 16]) == ["native"]
+    assert algos([dict(conv, kernel=3, padding=0)], [16, 17, 17]) == ["native"]
+    assert algos([dict(conv, kernel=7, padding=3)], [16, 16, 16]) == ["native"]
+    with env_var("DCGAN_CPU_WINO", "native"):
+        assert algos([convt], [16, 8, 8]) == ["native"]
+    with env_var("DCGAN_CPU_WINO", "fast"), pytest.raises(ValueError, match="DCGAN_CPU_WINO.*'auto' or 'native'"):
+        _core.Network([convt], [16, 8, 8], 2)
+
+
+@needs_bf16
+def test_winograd_is_fp32_only():
+    conv = dict(type="conv2d", out=32, kernel=5, stride=2, padding="same")
+    assert _core.Network([conv], [16, 16, 16], 2, precision="bf16").cpu_conv_algorithms() == ["native"]
+
+
+@pytest.mark.parametrize("preset,winograd_layers", [("dcgan64", 2), ("cifar10", 5)])
+def test_winograd_training_step_matches_onednn(preset, winograd_layers):
+    # Whole steps against oneDNN's kernels: the same losses and samples to the transforms'
+    # rounding. dcgan64 at 32x32: G's 8->16 and D's 16->8 layers (stride 2); cifar10: G's three
+    # 8x8 stride-1 layers and its 8->16 layer, D's 16->8.
+    def train(mode):
+        with env_var("DCGAN_CPU_WINO", mode):
+            cfg = dcgan.Config.preset(preset, image_shape=(3, 32, 32), batch_size=8, seed=3, g_width=16,
+                                      d_width=16, threads=1)
+            tr = dcgan.Trainer(cfg)
+            g, d = cfg.layers()
+            algos = (_core.Network(g, [cfg.z_dim], 8).cpu_conv_algorithms()
+                     + _core.Network(d, list(cfg.image_shape), 8).cpu_conv_algorithms())
+            hist = tr.fit(np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), steps=3,
+                          progress=False)
+        return algos.count("winograd"), np.array(hist["d_loss"] + hist["g_loss"]), tr.generate(4, seed=2)
+
+    (cn, ln, gn), (cw, lw, gw) = train("native"), train(None)
+    assert (cn, cw) == (0, winograd_layers)
+    np.testing.assert_allclose(lw, ln, rtol=1e-4, atol=1e-5)
+    # Adam's first steps move each weight by about lr (2e-4) whatever its gradient's size, so a
+    # gradient near zero that rounds to the other sign moves it the other way: the samples after
+    # three steps agree to a few 1e-3 (of values up to 1).
+    np.testing.assert_allclose(gw, gn, atol=5e-3)
 
 
 # ----------------------------------------------------------------------------- activation layout

@@ -628,7 +628,16 @@ class PyNetwork {
   // layers.
   py::list cpu_backward_weights() {
     return per_conv_layer("backward-weights paths", [&](const ResolvedLayer& L) {
-      return cpu::use_gemm_weights(precision_ == "bf16", L) ? "gemm" : "native";
+      const bool bf16 = precision_ == "bf16";
+      if (cpu::use_winograd_weights(bf16, L)) return "winograd";
+      return cpu::use_gemm_weights(bf16, L) ? "gemm" : "native";
+    });
+  }
+  // Per layer: "winograd" or "native" for a convolution's three passes on the CPU backend
+  // (DCGAN_CPU_WINO is read at this call), None for other layers.
+  py::list cpu_conv_algorithms() {
+    return per_conv_layer("convolution algorithms", [&](const ResolvedLayer& L) {
+      return cpu::use_winograd(precision_ == "bf16", L) ? "winograd" : "native";
     });
   }
   // Per layer: "matmul" or "native" for the few-channel pass of a convolution on the CPU backend
@@ -943,5 +952,6 @@ PYBIND11_MODULE(_core, m) {
       .def("describe", &PyNetwork::describe_net)
       .def("cpu_backward_weights", &PyNetwork::cpu_backward_weights)
       .def("cpu_few_channel_paths", &PyNetwork::cpu_few_channel_paths)
+      .def("cpu_conv_algorithms", &PyNetwork::cpu_conv_algorithms)
       .def_property_readonly("device", &PyNetwork::device);
 }

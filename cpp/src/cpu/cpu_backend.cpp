@@ -13,26 +13,24 @@
 
 namespace dcgan::cpu {
 
-std::shared_ptr<dnnl::memory> Ctx::scratch(const dnnl::memory::desc& desc) {
+std::shared_ptr<dnnl::memory> Arena::get(const dnnl::engine& eng, const dnnl::memory::desc& desc) {
   // Forget the memories of networks freed since the last call.
-  scratch_users_.erase(
-      std::remove_if(scratch_users_.begin(), scratch_users_.end(),
-                     [](const std::weak_ptr<dnnl::memory>& w) { return w.expired(); }),
-      scratch_users_.end());
+  users_.erase(std::remove_if(users_.begin(), users_.end(),
+                              [](const std::weak_ptr<dnnl::memory>& w) { return w.expired(); }),
+               users_.end());
   const size_t need = std::max<size_t>(desc.get_size(), 64);
-  if (need > scratch_size_) {
+  if (need > size_) {
     const size_t size = (need + 4095) / 4096 * 4096;
     void* p = std::aligned_alloc(4096, size);
-    if (!p)
-      throw BackendError("out of host memory for a " + std::to_string(size) + "-byte scratchpad");
+    if (!p) throw BackendError("out of host memory for a " + std::to_string(size) + "-byte buffer");
     std::shared_ptr<void> buf(p, std::free);
-    for (const std::weak_ptr<dnnl::memory>& w : scratch_users_)
+    for (const std::weak_ptr<dnnl::memory>& w : users_)
       if (auto m = w.lock()) m->set_data_handle(p);
-    scratch_buf_ = std::move(buf);
-    scratch_size_ = size;
+    buf_ = std::move(buf);
+    size_ = size;
   }
-  auto m = std::make_shared<dnnl::memory>(desc, eng, scratch_buf_.get());
-  scratch_users_.push_back(m);
+  auto m = std::make_shared<dnnl::memory>(desc, eng, buf_.get());
+  users_.push_back(m);
   return m;
 }
 

@@ -13,6 +13,20 @@
 
 namespace dcgan::cpu {
 
+// Memories over one shared, growing host buffer: when a request needs more than the buffer
+// has, it is reallocated and every live earlier memory re-pointed. Requests are made while
+// networks are compiled, never inside a step; only weak references are held, so a freed
+// network's memories drop out. Users must read the data handle when they run, not keep it.
+class Arena {
+ public:
+  std::shared_ptr<dnnl::memory> get(const dnnl::engine& eng, const dnnl::memory::desc& desc);
+
+ private:
+  std::vector<std::weak_ptr<dnnl::memory>> users_;
+  std::shared_ptr<void> buf_;
+  size_t size_ = 0;
+};
+
 struct Ctx {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream strm{eng};
@@ -29,15 +43,18 @@ struct Ctx {
     a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     return a;
   }
-  // A memory of `desc` over the shared buffer, grown (and every live earlier one re-pointed)
-  // when `desc` needs more than it has. Called while networks are compiled, never inside a
-  // step. The context holds only weak references: a freed network's memories drop out.
-  std::shared_ptr<dnnl::memory> scratch(const dnnl::memory::desc& desc);
+  std::shared_ptr<dnnl::memory> scratch(const dnnl::memory::desc& desc) {
+    return scratch_.get(eng, desc);
+  }
+  // Work buffers of the passes the backend computes itself around oneDNN primitives (the
+  // Winograd domain of winograd.cpp), alive during one pass: shared by every layer, and apart
+  // from the primitives' scratchpads, which those passes' primitives use meanwhile.
+  std::shared_ptr<dnnl::memory> work(const dnnl::memory::desc& desc) {
+    return work_.get(eng, desc);
+  }
 
  private:
-  std::vector<std::weak_ptr<dnnl::memory>> scratch_users_;
-  std::shared_ptr<void> scratch_buf_;
-  size_t scratch_size_ = 0;
+  Arena scratch_, work_;
 };
 
 // All of a network's parameter arrays in one 64-byte aligned host allocation. `version()`
@@ -71,6 +88,14 @@ bool use_gemm_weights(bool bf16, const ResolvedLayer& L);
 // gather (thin_conv.cpp) rather than on oneDNN's own kernel, as this process would compile it
 // (DCGAN_CPU_THIN, the shape).
 bool use_thin_scatter(const ResolvedLayer& L);
+
+// Whether stride-2 Conv2d/ConvTranspose2d layer L runs as a Winograd F(4x4, 3x3) convolution
+// of its phase images (winograd.cpp: forward, backward-data and backward-weights) rather than on
+// oneDNN's own kernels, as this process would compile it (DCGAN_CPU_WINO, the shape, fp32 only).
+bool use_winograd(bool bf16, const ResolvedLayer& L);
+// Whether such a layer's backward-weights is Winograd's too: unless DCGAN_CPU_BWDW names a path
+// ("gemm" or "native"), which then takes it.
+bool use_winograd_weights(bool bf16, const ResolvedLayer& L);
 
 // The ISA oneDNN dispatches to ("avx2", "avx512_core_bf16", ...).
 const char* isa_name(dnnl::cpu_isa isa);

@@ -188,12 +188,17 @@ bool use_gemm_weights(bool bf16, const ResolvedLayer& L) {
   if (s.kind != LayerKind::Conv2d && s.kind != LayerKind::ConvTranspose2d) return false;
   const std::string mode = bwdw_setting();
   if (mode == "native") return false;
+  if (mode == "auto" && use_winograd(bf16, L)) return false;  // the Winograd layer's own
   const bool conv = s.kind == LayerKind::Conv2d;
   const int64_t ic = L.in[0], oc = s.out;
   const int64_t cs = conv ? oc : ic, cb = conv ? ic : oc;
   // Both matrix sides need enough channels for a matrix product to beat the direct kernel.
   if (cs < 16 || cb < 16) return false;
   return mode == "gemm" || gemm_weights_rule(bf16, L);
+}
+
+bool use_winograd_weights(bool bf16, const ResolvedLayer& L) {
+  return bwdw_setting() == "auto" && use_winograd(bf16, L);
 }
 
 bool use_gemm_weights(const Ctx& c, const ResolvedLayer& L) {

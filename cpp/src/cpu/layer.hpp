@@ -149,6 +149,25 @@ std::unique_ptr<ThinScatter> make_thin_scatter(Ctx& c, const ResolvedLayer& L, i
                                                const float* bias, const ResolvedLayer* act,
                                                const memory& b_out);
 
+// A stride-2 Conv2d/ConvTranspose2d as a Winograd convolution of its phase images
+// (winograd.cpp). `x`, `y`, `dy`, `dx`: the layer's input, output, output gradient and input
+// gradient, f32 NHWC; `w_canon`: the weights in PyTorch's layout; `bias` (or null) and `act`
+// (the fused activation, or null) as for ThinScatter.
+class WinoConv {
+ public:
+  virtual ~WinoConv() = default;
+  virtual void forward(dnnl::stream& s, uint64_t weights_version) = 0;
+  // dy -> dx if `data`; the weight gradient into `dw_canon` (PyTorch's layout) and the bias
+  // gradient into `db` (unless null) if `dw_canon` is not null.
+  virtual void backward(dnnl::stream& s, uint64_t weights_version, bool data,
+                        const memory* dw_canon, float* db) = 0;
+};
+bool use_winograd(const Ctx& c, const ResolvedLayer& L);
+std::unique_ptr<WinoConv> make_winograd(Ctx& c, const ResolvedLayer& L, int64_t batch,
+                                        const memory& x, const memory& y, const memory& dy,
+                                        const memory& dx, const memory& w_canon, const float* bias,
+                                        const ResolvedLayer* act);
+
 // One factory per family. `act`: the activation layer after this one, fused into it by the
 // network (net.cpp decides which pairs fuse), or nullptr. `channels_last`: a convolution's
 // activations in NHWC instead of the layout oneDNN picks (net.cpp decides, per network).

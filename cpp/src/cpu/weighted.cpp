@@ -66,6 +66,15 @@ class WeightedLayer : public Layer {
     }
     // Backward-weights as matrix products where those are faster (gemm_weights.cpp): then
     // oneDNN's backward-weights primitive is never created.
+    // Stride-2 convolutions as Winograd convolutions of their phase images (winograd.cpp) on
+    // NHWC activations: forward and backward-data, and backward-weights unless DCGAN_CPU_BWDW
+    // names another path.
+    const bool wino = use_winograd(c, L_);
+    wino_w_ = wino && use_winograd_weights(c.act == dt::bf16, L_);
+    if (wino) {
+      any_src = md_t({batch_, L_.in[0], L_.in[1], L_.in[2]}, act, tag::nhwc);
+      any_dst = md_t({batch_, s.out, L_.out[1], L_.out[2]}, act, tag::nhwc);
+    }
     const bool gemm = use_gemm_weights(c, L_);
     // A ConvTranspose2d's forward or a Conv2d's backward-data into a few channels as a matrix
     // product (thin_conv.cpp); such a ConvTranspose2d's output is then NHWC.
@@ -88,7 +97,7 @@ class WeightedLayer : public Layer {
         convolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides, pl,
                                                      pr, f, c.attr());
         set_pds(c, f, bd);
-        if (!gemm)
+        if (!gemm && !wino_w_)
           set_bw_pd(c, convolution_backward_weights::primitive_desc(
                            c.eng, A, any_src, any_dw, b_md, any_dst, strides, pl, pr, f, c.attr()));
         break;
@@ -100,7 +109,7 @@ class WeightedLayer : public Layer {
         deconvolution_backward_data::primitive_desc bd(c.eng, A, any_src, any_w, any_dst, strides,
                                                        pl, pr, f, c.attr());
         set_pds(c, f, bd);
-        if (!gemm)
+        if (!gemm && !wino_w_)
           set_bw_pd(c, deconvolution_backward_weights::primitive_desc(
                            c.eng, A, any_src, any_dw, b_md, any_dst, strides, pl, pr, f, c.attr()));
         break;
@@ -132,6 +141,16 @@ class WeightedLayer : public Layer {
     dd_bd_ = adapt(c, d_out, bd_dst_md_, &dd_bd_reorder_, true);
     w_bd_ = bd_w_md_ == fwd_w_md_ ? w_fwd_ : adapt(c, w_canon_, bd_w_md_, &w_bd_reorder_, true);
     ds_ = adapt(c, d_in_, bd_src_md_, &ds_reorder_, false);
+    if (wino) {
+      wino_ =
+          make_winograd(c, L_, batch_, src_, out, d_out, ds_, w_canon_,
+                        has_bias ? static_cast<const float*>(b_.get_data_handle()) : nullptr, act_);
+    }
+    if (wino_w_) {
+      for (int slot = 0; slot < ps_.grad_slots; ++slot)
+        dw_canon_[slot] = memory(w_canon, c.eng, ps_.grad(slot) + wp.offset);
+      return;
+    }
     // Backward-weights.
     if (gemm) {
       gemm_w_ = make_gemm_weights(c, L_, batch_, src_, d_out);
@@ -160,6 +179,10 @@ class WeightedLayer : public Layer {
   void forward(bool training, Counter) override {
     auto& s = c_.strm;
     if (src_reorder_) src_reorder_->run(s);
+    if (wino_) {
+      wino_->forward(s, ps_.version());
+      return;
+    }
     if (w_version_ != ps_.version()) {
       if (w_fwd_reorder_) w_fwd_reorder_->run(s);  // (backward-data may share these weights)
       w_version_ = ps_.version();
@@ -180,7 +203,14 @@ class WeightedLayer : public Layer {
       act_bwd_.run(s,
                    {{DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, d_out}, {DNNL_ARG_DIFF_SRC, d_out}});
     if (dd_bd_reorder_) dd_bd_reorder_->run(s);
-    if (need_d_in && thin_bd_) {
+    if (wino_) {
+      const bool w = slot >= 0 && wino_w_;
+      if (need_d_in || w)
+        wino_->backward(s, ps_.version(), need_d_in, w ? &dw_canon_[slot] : nullptr,
+                        w && L_.spec.bias ? ps_.grad(slot) + L_.params[1].offset : nullptr);
+      if (need_d_in && ds_reorder_) ds_reorder_->run(s);
+      if (wino_w_) return;
+    } else if (need_d_in && thin_bd_) {
       thin_bd_->run(s, ps_.version());
     } else if (need_d_in) {
       if (w_bd_reorder_ && w_bd_version_ != ps_.version()) {
@@ -229,6 +259,8 @@ class WeightedLayer : public Layer {
   std::unique_ptr<GemmWeights> gemm_w_;  // backward-weights as matrix products, or nullptr
   // A ConvTranspose2d's forward, or a Conv2d's backward-data, as a matrix product, or nullptr.
   std::unique_ptr<ThinScatter> thin_fwd_, thin_bd_;
+  std::unique_ptr<WinoConv> wino_;  // forward and backward-data as Winograd convolutions, or null
+  bool wino_w_ = false;             // and backward-weights
   Prim fwd_, bwd_d_, bwd_w_, act_bwd_;
   dnnl::primitive_desc bw_pd_;
   md_t fwd_src_md_, fwd_w_md_, fwd_dst_md_, bd_src_md_, bd_w_md_, bd_dst_md_, bw_src_md_, bw_w_md_,

@@ -1,0 +1,599 @@
+// Stride-2 Conv2d and ConvTranspose2d (the DCGAN layers: 5x5 or 4x4 kernels, padding "same") in
+// fp32 as a Winograd F(4x4, 3x3) convolution of their phase images: forward, backward-data and
+// backward-weights with about 2.8x fewer multiply-adds than the direct kernels (5x5) and the
+// matrix products on oneDNN's matmul.
+//
+// Phases. A stride-2 Conv2d reads input row 2*o + ky - lo for output row o. With r = ky - lo,
+// that is row 2*(o + floor(r/2)) + (r mod 2): row o + floor(r/2) of the input's phase image of
+// parity a = r mod 2 (the rows 2*i + a). So the layer is one stride-1 convolution with a 3x3
+// window (offsets -1, 0, 1) from the four phase images of x (4 * Ci channels) to y, when every
+// r is in [-2, 3] (5x5 with lo 1 or 2; 4x4 with lo 1) and the input is twice the output's size.
+// A ConvTranspose2d writes output row 2*i + ky - lo: its output's phase a = (ky - lo) mod 2
+// gets, at row t, input row t - floor((ky - lo)/2). So it is one stride-1 3x3 convolution from
+// x to the four phase images of y (4 * Co channels). Window slots no tap reaches hold zeros.
+//
+// The stride-1 convolution ("engine": X (T tiles of 6x6, K channels) -> Y (4x4 tiles, N
+// channels), weights g (N, K, 3, 3)) in the Winograd domain, per slot xi of the 6x6 tile:
+//   forward:          M[xi] = V[xi] U[xi],   V = B^T d B (input tiles), U = G g G^T,
+//                     y = A^T M A;
+//   backward-data:    dM = A dy A^T,  dV[xi] = dM[xi] U[xi]^T,  dx = sum over tiles B dV B^T;
+//   backward-weights: dU[xi] = V[xi]^T dM[xi],  dg = G^T dU G.
+// Each product is one batched oneDNN matmul over the 36 slots; the transforms are loops over
+// channel vectors here. Overlapping tiles are summed in a gather with a fixed order, and every
+// loop gives each output element to one thread, so results do not depend on the thread count.
+// The phase images are never materialised: the transforms read and write the NHWC tensors of
+// the layer through the phase mapping.
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <string>
+
+#include "cpu/layer.hpp"
+
+namespace dcgan::cpu {
+
+namespace {
+
+// DCGAN_CPU_WINO: "auto" (unset: every eligible layer) or "native" (oneDNN's own kernels),
+// read when a network is compiled.
+bool wino_enabled() {
+  const char* v = std::getenv("DCGAN_CPU_WINO");
+  const std::string s = v && *v ? v : "auto";
+  if (s != "auto" && s != "native")
+    throw InvalidArgument("DCGAN_CPU_WINO: expected 'auto' or 'native', got '" + s + "'");
+  return s == "auto";
+}
+
+constexpr int kV = 16;  // channels per vector of the transforms
+
+// ------------------------------------------------------------------ the F(4x4, 3x3) transforms
+// On tiles of vectors of kV channels, `float[R*R][kV]` row-major. Each 1-D transform reads
+// entries i[0], i[is], i[2*is], ... and writes o[0], o[os], ...; the 2-D transforms apply it
+// down the columns, then along the rows.
+using Vec = float[kV];
+
+// B^T (6x6): input tile d -> V.
+inline void bt6(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float d0 = i[0][v], d1 = i[is][v], d2 = i[2 * is][v], d3 = i[3 * is][v],
+                d4 = i[4 * is][v], d5 = i[5 * is][v];
+    o[0][v] = 4.f * d0 - 5.f * d2 + d4;
+    o[os][v] = -4.f * (d1 + d2) + d3 + d4;
+    o[2 * os][v] = 4.f * (d1 - d2) - d3 + d4;
+    o[3 * os][v] = -2.f * (d1 - d3) - d2 + d4;
+    o[4 * os][v] = 2.f * (d1 - d3) - d2 + d4;
+    o[5 * os][v] = 4.f * d1 - 5.f * d3 + d5;
+  }
+}
+// B (6x6): the adjoint, V-gradient -> input-tile gradient.
+inline void b6(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float v0 = i[0][v], v1 = i[is][v], v2 = i[2 * is][v], v3 = i[3 * is][v],
+                v4 = i[4 * is][v], v5 = i[5 * is][v];
+    o[0][v] = 4.f * v0;
+    o[os][v] = 4.f * (v2 - v1 + v5) + 2.f * (v4 - v3);
+    o[2 * os][v] = -5.f * v0 - 4.f * (v1 + v2) - v3 - v4;
+    o[3 * os][v] = v1 - v2 + 2.f * (v3 - v4) - 5.f * v5;
+    o[4 * os][v] = v0 + v1 + v2 + v3 + v4;
+    o[5 * os][v] = v5;
+  }
+}
+// A^T (4x6): M -> output tile.
+inline void at4(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float p12 = i[is][v] + i[2 * is][v], d12 = i[is][v] - i[2 * is][v];
+    const float p34 = i[3 * is][v] + i[4 * is][v], d34 = i[3 * is][v] - i[4 * is][v];
+    o[0][v] = i[0][v] + p12 + p34;
+    o[os][v] = d12 + 2.f * d34;
+    o[2 * os][v] = p12 + 4.f * p34;
+    o[3 * os][v] = d12 + 8.f * d34 + i[5 * is][v];
+  }
+}
+// A (6x4): the adjoint, output-tile gradient -> M-gradient.
+inline void a6(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float y0 = i[0][v], y1 = i[is][v], y2 = i[2 * is][v], y3 = i[3 * is][v];
+    const float e = y0 + y2, f = y1 + y3, g = y0 + 4.f * y2, h = 2.f * y1 + 8.f * y3;
+    o[0][v] = y0;
+    o[os][v] = e + f;
+    o[2 * os][v] = e - f;
+    o[3 * os][v] = g + h;
+    o[4 * os][v] = g - h;
+    o[5 * os][v] = y3;
+  }
+}
+// G (6x3): 3 weights -> 6.
+inline void g6(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float g0 = i[0][v], g1 = i[is][v], g2 = i[2 * is][v], s = g0 + g2;
+    o[0][v] = 0.25f * g0;
+    o[os][v] = -(s + g1) / 6.f;
+    o[2 * os][v] = -(s - g1) / 6.f;
+    o[3 * os][v] = g0 / 24.f + g1 / 12.f + g2 / 6.f;
+    o[4 * os][v] = g0 / 24.f - g1 / 12.f + g2 / 6.f;
+    o[5 * os][v] = g2;
+  }
+}
+// G^T (3x6): the adjoint.
+inline void gt3(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float u0 = i[0][v], u1 = i[is][v], u2 = i[2 * is][v], u3 = i[3 * is][v],
+                u4 = i[4 * is][v], u5 = i[5 * is][v];
+    o[0][v] = 0.25f * u0 - (u1 + u2) / 6.f + (u3 + u4) / 24.f;
+    o[os][v] = (u2 - u1) / 6.f + (u3 - u4) / 12.f;
+    o[2 * os][v] = (u3 + u4 - u1 - u2) / 6.f + u5;
+  }
+}
+
+// F(2x2, 5x5), on the same six points (so the same B^T and B): G (6x5), G^T (5x6), A^T (2x6),
+// A (6x2).
+inline void g6r5(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float g0 = i[0][v], g1 = i[is][v], g2 = i[2 * is][v], g3 = i[3 * is][v],
+                g4 = i[4 * is][v];
+    const float e = g0 + g2 + g4, f = g1 + g3, p = g0 + 4.f * g2 + 16.f * g4,
+                q = 2.f * g1 + 8.f * g3;
+    o[0][v] = 0.25f * g0;
+    o[os][v] = -(e + f) / 6.f;
+    o[2 * os][v] = -(e - f) / 6.f;
+    o[3 * os][v] = (p + q) / 24.f;
+    o[4 * os][v] = (p - q) / 24.f;
+    o[5 * os][v] = g4;
+  }
+}
+inline void gt5(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float u0 = i[0][v], u1 = i[is][v], u2 = i[2 * is][v], u3 = i[3 * is][v],
+                u4 = i[4 * is][v], u5 = i[5 * is][v];
+    const float s12 = (u1 + u2) / 6.f, d21 = (u2 - u1) / 6.f, s34 = u3 + u4, d34 = u3 - u4;
+    o[0][v] = 0.25f * u0 - s12 + s34 / 24.f;
+    o[os][v] = d21 + d34 / 12.f;
+    o[2 * os][v] = -s12 + s34 / 6.f;
+    o[3 * os][v] = d21 + d34 / 3.f;
+    o[4 * os][v] = -s12 + s34 * (2.f / 3.f) + u5;
+  }
+}
+inline void at2(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float m1 = i[is][v], m2 = i[2 * is][v], m3 = i[3 * is][v], m4 = i[4 * is][v];
+    o[0][v] = i[0][v] + m1 + m2 + m3 + m4;
+    o[os][v] = m1 - m2 + 2.f * (m3 - m4) + i[5 * is][v];
+  }
+}
+inline void a6r2(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float y0 = i[0][v], y1 = i[is][v];
+    o[0][v] = y0;
+    o[os][v] = y0 + y1;
+    o[2 * os][v] = y0 - y1;
+    o[3 * os][v] = y0 + 2.f * y1;
+    o[4 * os][v] = y0 - 2.f * y1;
+    o[5 * os][v] = y1;
+  }
+}
+
+// The two variants on 6x6 tiles: F(M x M, R x R) with M + R = 7.
+using Fn = void (*)(const Vec*, int, Vec*, int);
+template <int M>
+struct Variant;
+template <>
+struct Variant<4> {
+  static constexpr int R = 3;
+  static constexpr Fn g = g6, gt = gt3, at = at4, a = a6;
+};
+template <>
+struct Variant<2> {
+  static constexpr int R = 5;
+  static constexpr Fn g = g6r5, gt = gt5, at = at2, a = a6r2;
+};
+
+// 2-D: `in` (R x R) -> `out` (S x S) through `tmp` (S x R): f down each column of `in`, then
+// along each row of `tmp`.
+template <int R, int S, Fn F>
+inline void transform2d(const Vec* in, Vec* tmp, Vec* out) {
+  for (int c = 0; c < R; ++c) F(in + c, R, tmp + c, R);
+  for (int s = 0; s < S; ++s) F(tmp + s * R, 1, out + s * S, 1);
+}
+
+// kV floats (the first n of them from src, zeros after) into dst, and back.
+inline void load(Vec& dst, const float* src, int n) {
+  if (n == kV) {
+    for (int v = 0; v < kV; ++v) dst[v] = src[v];
+  } else {
+    for (int v = 0; v < kV; ++v) dst[v] = v < n ? src[v] : 0.f;
+  }
+}
+inline void store(float* dst, const Vec& src, int n) {
+  if (n == kV) {
+    for (int v = 0; v < kV; ++v) dst[v] = src[v];
+  } else {
+    for (int v = 0; v < n; ++v) dst[v] = src[v];
+  }
+}
+inline void zero(Vec& dst) {
+  for (int v = 0; v < kV; ++v) dst[v] = 0.f;
+}
+
+// One operand of the engine: an NHWC f32 tensor (N, m*h, m*w, cp) seen as h x w positions of
+// P phase images (m = 2, P = 4; phase p = 2*a + b is the rows 2i+a, columns 2j+b) or as itself
+// (m = 1, P = 1); engine channel p*cp + c.
+struct View {
+  int64_t h = 0, w = 0, cp = 0;
+  int m = 1, P = 1;
+  // Address of channel 0 of position (i, j) of phase p of image n in a tensor at `base`.
+  float* at(float* base, int64_t n, int64_t i, int64_t j, int p) const {
+    const int64_t H = m * h, W = m * w;
+    return base + ((n * H + m * i + p / 2 * (m - 1)) * W + m * j + p % 2 * (m - 1)) * cp;
+  }
+  int64_t channels() const { return P * cp; }
+};
+
+template <int M>
+class Winograd : public WinoConv {
+  static constexpr int R = Variant<M>::R, PAD = (R - 1) / 2;
+
+ public:
+  Winograd(Ctx& c, const ResolvedLayer& L, int64_t batch, const memory& x, const memory& y,
+           const memory& dy, const memory& dx, const memory& w_canon, const float* bias,
+           const ResolvedLayer* act)
+      : c_(c), bias_(bias), x_(x), y_(y), dy_(dy), dx_(dx), w_canon_(w_canon) {
+    const LayerSpec& s = L.spec;
+    conv_ = s.kind == LayerKind::Conv2d;
+    phases_ = s.stride == 2;
+    k_ = s.kernel, lo_h_ = L.pad_h.lo, lo_w_ = L.pad_w.lo;
+    ci_ = L.in[0], co_ = s.out, n_ = batch;
+    const Shape& small = conv_ ? L.out : L.in;
+    const int64_t h = small[1], w = small[2];
+    // The engine's input and output as views of x and y: the big side's phase images at
+    // stride 2, the tensors themselves at stride 1.
+    const bool px = phases_ && conv_, py = phases_ && !conv_;
+    ex_ = View{h, w, ci_, px ? 2 : 1, px ? 4 : 1};
+    ey_ = View{h, w, co_, py ? 2 : 1, py ? 4 : 1};
+    K_ = ex_.channels(), N_ = ey_.channels();
+    th_ = (h + M - 1) / M, tw_ = (w + M - 1) / M, T_ = n_ * th_ * tw_;
+    // Work buffers (shared with the other layers' passes): V (36, T, K), M (36, T, N),
+    // dU (36, K, N); U (36, K, N) is this layer's (it lives from one weight update to the next).
+    const int64_t v_sz = 36 * T_ * K_, m_sz = 36 * T_ * N_, u_sz = 36 * K_ * N_;
+    work_ = c.work(md_t({v_sz + m_sz + u_sz}, dt::f32, tag::a));
+    v_off_ = 0, m_off_ = v_sz, du_off_ = v_sz + m_sz;
+    u_ = memory(md_t({36, K_, N_}, dt::f32, tag::abc), c.eng);
+    const md_t V({36, T_, K_}, dt::f32, tag::abc), Md({36, T_, N_}, dt::f32, tag::abc),
+        U({36, K_, N_}, dt::f32, tag::abc);
+    const md_t Ut({36, N_, K_}, dt::f32, memory::dims{K_ * N_, 1, N_});
+    const md_t Vt({36, K_, T_}, dt::f32, memory::dims{T_ * K_, 1, K_});
+    using dnnl::matmul;
+    fwd_ = Prim(c, matmul::primitive_desc(c.eng, V, U, Md, c.attr()));
+    bwd_d_ = Prim(c, matmul::primitive_desc(c.eng, Md, Ut, V, c.attr()));
+    bwd_w_ = Prim(c, matmul::primitive_desc(c.eng, Vt, Md, U, c.attr()));
+    md_v_ = V, md_m_ = Md, md_u_ = U, md_ut_ = Ut, md_vt_ = Vt;
+    if (act) {
+      const FusedEltwise e = fused_eltwise(act->spec);
+      const md_t yd = y.get_desc();
+      act_ =
+          Prim(c, dnnl::eltwise_forward::primitive_desc(c.eng, dnnl::prop_kind::forward_training,
+                                                        e.forward, yd, yd, e.alpha, 0.f, c.attr()));
+      has_act_ = true;
+    }
+  }
+
+  void forward(dnnl::stream& s, uint64_t weights_version) override {
+    refresh_weights(weights_version);
+    float* work = base();
+    input_transform(ptr(x_), work + v_off_);
+    s.wait();
+    fwd_.run(s, {{DNNL_ARG_SRC, mem(md_v_, work + v_off_)},
+                 {DNNL_ARG_WEIGHTS, u_},
+                 {DNNL_ARG_DST, mem(md_m_, work + m_off_)}});
+    s.wait();
+    output_transform(work + m_off_, ptr(y_));
+    if (has_act_) act_.run(s, {{DNNL_ARG_SRC, y_}, {DNNL_ARG_DST, y_}});
+    s.wait();
+  }
+
+  void backward(dnnl::stream& s, uint64_t weights_version, bool data, const memory* dw_canon,
+                float* db) override {
+    float* work = base();
+    float* dm = work + m_off_;
+    output_adjoint(ptr(dy_), dm);
+    if (data) {
+      refresh_weights(weights_version);
+      s.wait();
+      bwd_d_.run(s, {{DNNL_ARG_SRC, mem(md_m_, dm)},
+                     {DNNL_ARG_WEIGHTS, mem(md_ut_, ptr(u_))},
+                     {DNNL_ARG_DST, mem(md_v_, work + v_off_)}});
+      s.wait();
+      input_adjoint(work + v_off_, ptr(dx_));
+    }
+    if (dw_canon) {
+      input_transform(ptr(x_), work + v_off_);
+      s.wait();
+      bwd_w_.run(s, {{DNNL_ARG_SRC, mem(md_vt_, work + v_off_)},
+                     {DNNL_ARG_WEIGHTS, mem(md_m_, dm)},
+                     {DNNL_ARG_DST, mem(md_u_, work + du_off_)}});
+      s.wait();
+      weight_adjoint(work + du_off_, static_cast<float*>(dw_canon->get_data_handle()));
+      if (db) bias_grad(db);
+    }
+  }
+
+ private:
+  static float* ptr(const memory& m) { return static_cast<float*>(m.get_data_handle()); }
+  memory mem(const md_t& d, float* p) const { return memory(d, c_.eng, p); }
+  float* base() const { return static_cast<float*>(work_->get_data_handle()); }
+
+  // ---------------------------------------------------------------- weights
+  // Engine weight (n, k) at window slot (ey, ex): its index in the canonical (PyTorch-layout)
+  // weights, or -1 for a slot no tap reaches. Conv2d: n = o, k = p*Ci + i, tap
+  // ky = 2*(ey-1) + a + lo, W (out, in, k, k); ConvTranspose2d: n = p*Co + o, k = i, tap
+  // ky = lo + a - 2*(ey-1), W (in, out, k, k); phase p = 2a + b.
+  // At stride 1 (P = 1, window offsets e - PAD): Conv2d's tap ky = ey - PAD + lo,
+  // ConvTranspose2d's ky = lo + PAD - ey.
+  int64_t canon(int64_t n, int64_t k, int ey, int ex) const {
+    const int64_t p = !phases_ ? 0 : conv_ ? k / ci_ : n / co_;
+    const int64_t o = conv_ ? n : n % co_, i = conv_ ? k % ci_ : k;
+    const int64_t a = p / 2, b = p % 2, f = phases_ ? 2 : 1;  // f: window offset -> tap
+    const int64_t ky = conv_ ? f * (ey - PAD) + a + lo_h_ : lo_h_ + a - f * (ey - PAD);
+    const int64_t kx = conv_ ? f * (ex - PAD) + b + lo_w_ : lo_w_ + b - f * (ex - PAD);
+    if (ky < 0 || ky >= k_ || kx < 0 || kx >= k_) return -1;
+    return conv_ ? ((o * ci_ + i) * k_ + ky) * k_ + kx : ((i * co_ + o) * k_ + ky) * k_ + kx;
+  }
+
+  void refresh_weights(uint64_t version) {
+    if (version == u_version_) return;
+    u_version_ = version;
+    const float* w = ptr(w_canon_);
+    float* u = ptr(u_);
+    const int64_t K = K_, N = N_;
+    // U[xi][k][n] = (G g G^T)[xi], vectors over n.
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < K; ++k) {
+      alignas(64) Vec g[R * R], tmp[6 * R], out[36];
+      for (int64_t n0 = 0; n0 < N; n0 += kV) {
+        const int nv = static_cast<int>(std::min<int64_t>(kV, N - n0));
+        for (int e = 0; e < R * R; ++e)
+          for (int v = 0; v < kV; ++v) {
+            const int64_t t = v < nv ? canon(n0 + v, k, e / R, e % R) : -1;
+            g[e][v] = t < 0 ? 0.f : w[t];
+          }
+        transform2d<R, 6, Variant<M>::g>(g, tmp, out);
+        for (int xi = 0; xi < 36; ++xi) store(u + (xi * K + k) * N + n0, out[xi], nv);
+      }
+    }
+  }
+
+  // dW (canonical) from dU: dg = G^T dU G, each engine weight to its tap (padding slots dropped).
+  void weight_adjoint(const float* du, float* dw) const {
+    const int64_t K = K_, N = N_;
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < K; ++k) {
+      alignas(64) Vec in[36], tmp[6 * R], g[R * R];
+      for (int64_t n0 = 0; n0 < N; n0 += kV) {
+        const int nv = static_cast<int>(std::min<int64_t>(kV, N - n0));
+        for (int xi = 0; xi < 36; ++xi) load(in[xi], du + (xi * K + k) * N + n0, nv);
+        transform2d<6, R, Variant<M>::gt>(in, tmp, g);
+        for (int e = 0; e < R * R; ++e)
+          for (int v = 0; v < nv; ++v) {
+            const int64_t t = canon(n0 + v, k, e / R, e % R);
+            if (t >= 0) dw[t] = g[e][v];
+          }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- activations
+  // V[xi][t][k] = (B^T d B)[xi] for the 6x6 input tiles d (rows 4*ti-1 ..), zero outside.
+  void input_transform(float* x, float* V) const {
+    const View X = ex_;
+    const int64_t T = T_, K = K_;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = t / (th_ * tw_), ti = t / tw_ % th_, tj = t % tw_;
+      alignas(64) Vec d[36], tmp[36], out[36];
+      for (int p = 0; p < X.P; ++p)
+        for (int64_t c0 = 0; c0 < X.cp; c0 += kV) {
+          const int nv = static_cast<int>(std::min<int64_t>(kV, X.cp - c0));
+          for (int r = 0; r < 6; ++r)
+            for (int q = 0; q < 6; ++q) {
+              const int64_t i = M * ti - PAD + r, j = M * tj - PAD + q;
+              if (i < 0 || i >= X.h || j < 0 || j >= X.w)
+                zero(d[r * 6 + q]);
+              else
+                load(d[r * 6 + q], X.at(x, n, i, j, p) + c0, nv);
+            }
+          transform2d<6, 6, bt6>(d, tmp, out);
+          const int64_t k0 = p * X.cp + c0;
+          for (int xi = 0; xi < 36; ++xi) store(V + (xi * T + t) * K + k0, out[xi], nv);
+        }
+    }
+  }
+
+  // y (M x M output tiles, inside the image) = A^T Mw A, plus the bias.
+  void output_transform(const float* Mw, float* y) const {
+    const View Y = ey_;
+    const int64_t T = T_, N = N_;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = t / (th_ * tw_), ti = t / tw_ % th_, tj = t % tw_;
+      alignas(64) Vec m[36], tmp[6 * M], out[M * M];
+      for (int p = 0; p < Y.P; ++p)
+        for (int64_t c0 = 0; c0 < Y.cp; c0 += kV) {
+          const int nv = static_cast<int>(std::min<int64_t>(kV, Y.cp - c0));
+          const int64_t n0 = p * Y.cp + c0;
+          for (int xi = 0; xi < 36; ++xi) load(m[xi], Mw + (xi * T + t) * N + n0, nv);
+          transform2d<6, M, Variant<M>::at>(m, tmp, out);
+          for (int r = 0; r < M; ++r)
+            for (int q = 0; q < M; ++q) {
+              const int64_t i = M * ti + r, j = M * tj + q;
+              if (i >= Y.h || j >= Y.w) continue;
+              float* o = Y.at(y, n, i, j, p) + c0;
+              const float* src = out[r * M + q];
+              if (bias_) {
+                for (int v = 0; v < nv; ++v) o[v] = src[v] + bias_[c0 + v];
+              } else {
+                store(o, out[r * M + q], nv);
+              }
+            }
+        }
+    }
+  }
+
+  // dM[xi][t][n] = (A dy A^T)[xi] for the 4x4 output-gradient tiles (zero outside).
+  void output_adjoint(float* dy, float* dM) const {
+    const View Y = ey_;
+    const int64_t T = T_, N = N_;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = t / (th_ * tw_), ti = t / tw_ % th_, tj = t % tw_;
+      alignas(64) Vec d[M * M], tmp[6 * M], out[36];
+      for (int p = 0; p < Y.P; ++p)
+        for (int64_t c0 = 0; c0 < Y.cp; c0 += kV) {
+          const int nv = static_cast<int>(std::min<int64_t>(kV, Y.cp - c0));
+          for (int r = 0; r < M; ++r)
+            for (int q = 0; q < M; ++q) {
+              const int64_t i = M * ti + r, j = M * tj + q;
+              if (i >= Y.h || j >= Y.w)
+                zero(d[r * M + q]);
+              else
+                load(d[r * M + q], Y.at(dy, n, i, j, p) + c0, nv);
+            }
+          transform2d<M, 6, Variant<M>::a>(d, tmp, out);
+          const int64_t n0 = p * Y.cp + c0;
+          for (int xi = 0; xi < 36; ++xi) store(dM + (xi * T + t) * N + n0, out[xi], nv);
+        }
+    }
+  }
+
+  // dx = sum over the tiles covering each position of (B dV B^T): first each tile's 6x6
+  // gradient, in place in dV (slot xi becomes tile position xi), then a gather per position
+  // over its tiles (up to 2 per axis) in ascending order.
+  void input_adjoint(float* dV, float* dx) const {
+    const View X = ex_;
+    const int64_t T = T_, K = K_;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+      alignas(64) Vec v[36], tmp[36], out[36];
+      for (int64_t k0 = 0; k0 < K; k0 += kV) {
+        const int nv = static_cast<int>(std::min<int64_t>(kV, K - k0));
+        for (int xi = 0; xi < 36; ++xi) load(v[xi], dV + (xi * T + t) * K + k0, nv);
+        transform2d<6, 6, b6>(v, tmp, out);
+        for (int xi = 0; xi < 36; ++xi) store(dV + (xi * T + t) * K + k0, out[xi], nv);
+      }
+    }
+    const int64_t rows = n_ * X.h;
+#pragma omp parallel for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) {
+      const int64_t n = row / X.h, i = row % X.h;
+      // Tiles ti with M*ti - PAD <= i <= M*ti - PAD + 5, ascending.
+      const int64_t ti_lo = first_tile(i), ti_hi = std::min(th_ - 1, (i + PAD) / M);
+      for (int64_t j = 0; j < X.w; ++j) {
+        const int64_t tj_lo = first_tile(j), tj_hi = std::min(tw_ - 1, (j + PAD) / M);
+        for (int p = 0; p < X.P; ++p) {
+          float* o = X.at(dx, n, i, j, p);
+          const int64_t k0 = p * X.cp;
+          std::fill_n(o, X.cp, 0.f);
+          for (int64_t ti = ti_lo; ti <= ti_hi; ++ti)
+            for (int64_t tj = tj_lo; tj <= tj_hi; ++tj) {
+              const int64_t t = (n * th_ + ti) * tw_ + tj;
+              const int64_t xi = (i + PAD - M * ti) * 6 + (j + PAD - M * tj);
+              const float* src = dV + (xi * T + t) * K + k0;
+#pragma omp simd
+              for (int64_t c = 0; c < X.cp; ++c) o[c] += src[c];
+            }
+        }
+      }
+    }
+  }
+
+  // The first tile whose 6 input rows reach row i: ceil((i + PAD - 5) / M), at least 0.
+  static int64_t first_tile(int64_t i) {
+    const int64_t d = i + PAD - 5;
+    return d <= 0 ? 0 : (d + M - 1) / M;
+  }
+
+  // db[o] = sum of dy over images and positions, in order, per channel.
+  void bias_grad(float* db) const {
+    const float* dy = ptr(dy_);
+    const int64_t positions = n_ * ey_.h * ey_.w * ey_.m * ey_.m, C = co_;
+    std::fill_n(db, C, 0.f);
+    for (int64_t r = 0; r < positions; ++r)
+      for (int64_t c = 0; c < C; ++c) db[c] += dy[r * C + c];
+  }
+
+  Ctx& c_;
+  const float* bias_;
+  memory x_, y_, dy_, dx_, w_canon_, u_;
+  std::shared_ptr<memory> work_;
+  bool conv_ = true, phases_ = true;
+  int64_t k_ = 0, lo_h_ = 0, lo_w_ = 0, ci_ = 0, co_ = 0, n_ = 0;
+  View ex_, ey_;
+  int64_t K_ = 0, N_ = 0, th_ = 0, tw_ = 0, T_ = 0;
+  int64_t v_off_ = 0, m_off_ = 0, du_off_ = 0;
+  md_t md_v_, md_m_, md_u_, md_ut_, md_vt_;
+  Prim fwd_, bwd_d_, bwd_w_, act_;
+  bool has_act_ = false;
+  uint64_t u_version_ = ~0ull;
+};
+
+// Whether the stride-2 layer's taps all land in the 3x3 window of its phase images: every
+// r = k - lo in [-2, 3] on both axes, for k in [0, kernel).
+bool fits_window(int64_t kernel, int64_t lo) { return lo >= 0 && lo <= 2 && kernel - 1 - lo <= 3; }
+
+// The variant of a layer that use_winograd accepts: F(4x4, 3x3) at stride 2 and for 3x3
+// kernels, F(2x2, 5x5) for 5x5 kernels at stride 1.
+int tile_of(const LayerSpec& s) { return s.stride == 2 || s.kernel == 3 ? 4 : 2; }
+
+}  // namespace
+
+bool use_winograd(bool bf16, const ResolvedLayer& L) {
+  const LayerSpec& s = L.spec;
+  if (s.kind != LayerKind::Conv2d && s.kind != LayerKind::ConvTranspose2d) return false;
+  if (bf16 || !wino_enabled()) return false;
+  const bool conv = s.kind == LayerKind::Conv2d;
+  const Shape& small = conv ? L.out : L.in;
+  const Shape& big = conv ? L.in : L.out;
+  if (s.stride == 2) {
+    // Twice the size, with every tap in the phase images' 3x3 window.
+    if (big[1] != 2 * small[1] || big[2] != 2 * small[2]) return false;
+    if (!fits_window(s.kernel, L.pad_h.lo) || !fits_window(s.kernel, L.pad_w.lo)) return false;
+  } else if (s.stride == 1) {
+    // 'same' 3x3 or 5x5: the window centred on the output position.
+    const int64_t pad = (s.kernel - 1) / 2;
+    if ((s.kernel != 3 && s.kernel != 5) || big[1] != small[1] || big[2] != small[2]) return false;
+    if (L.pad_h.lo != pad || L.pad_w.lo != pad) return false;
+  } else {
+    return false;
+  }
+  // A small side of at least 8x8. At 4x4 (dcgan64's G3 and D8: one tile per image) the
+  // products are too short to pay for the transformed weights (5.8 times the layer's weights,
+  // rebuilt after every update); at 7x7 (mnist) a third of the 8x8 tiles is padding
+  // (bench/RESULTS.md, issue 13, sixth pass).
+  if (small[1] < 8 || small[2] < 8) return false;
+  return L.in[0] >= 16 && s.out >= 16;
+}
+
+bool use_winograd(const Ctx& c, const ResolvedLayer& L) {
+  return use_winograd(c.act == dt::bf16, L);
+}
+
+std::unique_ptr<WinoConv> make_winograd(Ctx& c, const ResolvedLayer& L, int64_t batch,
+                                        const memory& x, const memory& y, const memory& dy,
+                                        const memory& dx, const memory& w_canon, const float* bias,
+                                        const ResolvedLayer* act) {
+  if (tile_of(L.spec) == 2)
+    return std::make_unique<Winograd<2>>(c, L, batch, x, y, dy, dx, w_canon, bias, act);
+  return std::make_unique<Winograd<4>>(c, L, batch, x, y, dy, dx, w_canon, bias, act);
+}
+
+}  // namespace dcgan::cpu
