@@ -511,20 +511,22 @@ def test_few_channel_paths_are_reported_and_the_setting_validated():
 # ----------------------------------------------------------------------------- Winograd
 WINOGRAD_LAYERS = [
     # (layers, input shape): stride-2 Conv2d and ConvTranspose2d with 5x5 'same' and 4x4 pad-1
-    # kernels, small sides of 8x8 and more (whole and partial 4x4 tiles, non-square), channel
-    # counts that are not multiples of 16, bias or none, a fused activation or none.
-    ([dict(type="conv2d", out=32, kernel=5, stride=2, padding="same", bias=False)], [16, 16, 16]),
-    ([dict(type="conv_transpose2d", out=32, kernel=5, stride=2, padding="same", bias=False)], [24, 8, 8]),
-    ([dict(type="conv2d", out=40, kernel=5, stride=2, padding="same"), dict(type="leaky_relu", slope=0.2)],
-     [20, 20, 16]),
-    ([dict(type="conv_transpose2d", out=17, kernel=5, stride=2, padding="same"), dict(type="relu")], [32, 10, 8]),
-    ([dict(type="conv2d", out=16, kernel=4, stride=2, padding=1)], [16, 18, 18]),
-    ([dict(type="conv_transpose2d", out=24, kernel=4, stride=2, padding=1, bias=False)], [16, 9, 12]),
+    # kernels, small sides of 8x8 and more (whole and partial tiles, non-square), channel
+    # counts that are not multiples of 16, bias or none, a fused activation or none; all with
+    # the channels the rule asks for (128 in the products, phases included; 256 for 5x5 at
+    # stride 1).
+    ([dict(type="conv2d", out=128, kernel=5, stride=2, padding="same", bias=False)], [32, 16, 16]),
+    ([dict(type="conv_transpose2d", out=32, kernel=5, stride=2, padding="same", bias=False)], [128, 8, 8]),
+    ([dict(type="conv2d", out=136, kernel=5, stride=2, padding="same"), dict(type="leaky_relu", slope=0.2)],
+     [40, 20, 16]),
+    ([dict(type="conv_transpose2d", out=33, kernel=5, stride=2, padding="same"), dict(type="relu")], [136, 10, 8]),
+    ([dict(type="conv2d", out=128, kernel=4, stride=2, padding=1)], [32, 18, 18]),
+    ([dict(type="conv_transpose2d", out=40, kernel=4, stride=2, padding=1, bias=False)], [128, 9, 12]),
     # Stride 1, 'same': F(2x2, 5x5) for 5x5 kernels, F(4x4, 3x3) for 3x3.
-    ([dict(type="conv2d", out=32, kernel=5, stride=1, padding="same", bias=False)], [16, 8, 8]),
-    ([dict(type="conv_transpose2d", out=20, kernel=5, stride=1, padding="same"), dict(type="relu")], [24, 9, 10]),
-    ([dict(type="conv2d", out=24, kernel=3, stride=1, padding=1)], [16, 11, 8]),
-    ([dict(type="conv_transpose2d", out=16, kernel=3, stride=1, padding=1, bias=False)], [32, 8, 8]),
+    ([dict(type="conv2d", out=256, kernel=5, stride=1, padding="same", bias=False)], [256, 8, 8]),
+    ([dict(type="conv_transpose2d", out=256, kernel=5, stride=1, padding="same"), dict(type="relu")], [264, 9, 10]),
+    ([dict(type="conv2d", out=136, kernel=3, stride=1, padding=1)], [128, 11, 8]),
+    ([dict(type="conv_transpose2d", out=128, kernel=3, stride=1, padding=1, bias=False)], [128, 8, 8]),
 ]
 
 
@@ -588,45 +590,50 @@ def test_winograd_layers_are_reported_and_the_setting_validated():
     def algos(layers, in_shape, precision="fp32"):
         return _core.Network(layers, in_shape, 2, precision=precision).cpu_conv_algorithms()
 
-    conv = dict(type="conv2d", out=32, kernel=5, stride=2, padding="same")
+    conv = dict(type="conv2d", out=128, kernel=5, stride=2, padding="same")
     convt = dict(type="conv_transpose2d", out=32, kernel=5, stride=2, padding="same")
-    assert algos([conv, dict(type="relu"), conv], [16, 32, 32]) == ["winograd", None, "winograd"]
-    assert algos([convt], [16, 8, 8]) == ["winograd"]
-    assert algos([dict(conv, stride=1)], [16, 8, 8]) == ["winograd"]
-    assert algos([dict(convt, stride=1, kernel=3, padding=1)], [16, 8, 8]) == ["winograd"]
-    # Not eligible: a 4x4 or 7x7 small side, stride 1 with a 4x4 kernel or without padding,
-    # fewer than 16 channels, a 3x3 kernel with padding 0 at stride 2 (taps outside the phase
-    # window), a 7x7 kernel.
-    assert algos([conv], [16, 8, 8]) == ["native"]
-    assert algos([conv], [16, 14, 14]) == ["native"]
-    assert algos([dict(conv, stride=1)], [16, 7, 7]) == ["native"]
-    assert algos([dict(conv, stride=1, kernel=4, padding=1)], [16, 8, 8]) == ["native"]
-    assert algos([dict(conv, stride=1, padding=0)], [16, 12, 12]) == ["native"]
-    assert algos([conv], [3, 16, 16]) == ["native"]
-    assert algos([dict(conv, out=8)], [16, 16, 16]) == ["native"]
-    assert algos([dict(conv, kernel=3, padding=0)], [16, 17, 17]) == ["native"]
-    assert algos([dict(conv, kernel=7, padding=3)], [16, 16, 16]) == ["native"]
+    assert algos([conv, dict(type="relu"), dict(conv, out=256)], [32, 32, 32]) == ["winograd", None, "winograd"]
+    assert algos([convt], [128, 8, 8]) == ["winograd"]
+    assert algos([dict(conv, stride=1, out=256)], [256, 8, 8]) == ["winograd"]
+    assert algos([dict(convt, stride=1, kernel=3, padding=1, out=128)], [128, 8, 8]) == ["winograd"]
+    # Not eligible: a 4x4 or 7x7 small side; too few channels in the products (a Conv2d's
+    # output, a ConvTranspose2d's input, 128 at 3x3 and stride 2 after the phases, 256 for
+    # 5x5 at stride 1); stride 1 with a 4x4 kernel or without padding; a 3x3 kernel with
+    # padding 0 at stride 2 (taps outside the phase window); a 7x7 kernel.
+    assert algos([conv], [32, 8, 8]) == ["native"]
+    assert algos([conv], [32, 14, 14]) == ["native"]
+    assert algos([dict(conv, out=120)], [32, 16, 16]) == ["native"]
+    assert algos([conv], [16, 16, 16]) == ["native"]
+    assert algos([convt], [64, 8, 8]) == ["native"]
+    assert algos([dict(convt, out=16)], [128, 8, 8]) == ["native"]
+    assert algos([dict(conv, stride=1, out=128)], [256, 8, 8]) == ["native"]
+    assert algos([dict(conv, stride=1, kernel=3, padding=1, out=64)], [128, 8, 8]) == ["native"]
+    assert algos([dict(conv, stride=1, out=256)], [256, 7, 7]) == ["native"]
+    assert algos([dict(conv, stride=1, kernel=4, padding=1)], [128, 8, 8]) == ["native"]
+    assert algos([dict(conv, stride=1, padding=0, out=256)], [256, 12, 12]) == ["native"]
+    assert algos([dict(conv, kernel=3, padding=0)], [32, 17, 17]) == ["native"]
+    assert algos([dict(conv, kernel=7, padding=3)], [32, 16, 16]) == ["native"]
     with env_var("DCGAN_CPU_WINO", "native"):
-        assert algos([convt], [16, 8, 8]) == ["native"]
+        assert algos([convt], [128, 8, 8]) == ["native"]
     with env_var("DCGAN_CPU_WINO", "fast"), pytest.raises(ValueError, match="DCGAN_CPU_WINO.*'auto' or 'native'"):
-        _core.Network([convt], [16, 8, 8], 2)
+        _core.Network([convt], [128, 8, 8], 2)
 
 
 @needs_bf16
 def test_winograd_is_fp32_only():
-    conv = dict(type="conv2d", out=32, kernel=5, stride=2, padding="same")
-    assert _core.Network([conv], [16, 16, 16], 2, precision="bf16").cpu_conv_algorithms() == ["native"]
+    conv = dict(type="conv2d", out=128, kernel=5, stride=2, padding="same")
+    assert _core.Network([conv], [32, 16, 16], 2).cpu_conv_algorithms() == ["winograd"]
+    assert _core.Network([conv], [32, 16, 16], 2, precision="bf16").cpu_conv_algorithms() == ["native"]
 
 
-@pytest.mark.parametrize("preset,winograd_layers", [("dcgan64", 2), ("cifar10", 5)])
+@pytest.mark.parametrize("preset,winograd_layers", [("dcgan64", 2), ("cifar10", 3)])
 def test_winograd_training_step_matches_onednn(preset, winograd_layers):
     # Whole steps against oneDNN's kernels: the same losses and samples to the transforms'
-    # rounding. dcgan64 at 32x32: G's 8->16 and D's 16->8 layers (stride 2); cifar10: G's three
-    # 8x8 stride-1 layers and its 8->16 layer, D's 16->8.
+    # rounding. dcgan64 at 32x32: G's 8->16 and D's 16->8 layers (stride 2); cifar10: G's
+    # 256-channel 8x8 stride-1 layer and its 8->16 layer, D's 16->8.
     def train(mode):
         with env_var("DCGAN_CPU_WINO", mode):
-            cfg = dcgan.Config.preset(preset, image_shape=(3, 32, 32), batch_size=8, seed=3, g_width=16,
-                                      d_width=16, threads=1)
+            cfg = dcgan.Config.preset(preset, image_shape=(3, 32, 32), batch_size=8, seed=3, threads=1)
             tr = dcgan.Trainer(cfg)
             g, d = cfg.layers()
             algos = (_core.Network(g, [cfg.z_dim], 8).cpu_conv_algorithms()
@@ -637,11 +644,15 @@ def test_winograd_training_step_matches_onednn(preset, winograd_layers):
 
     (cn, ln, gn), (cw, lw, gw) = train("native"), train(None)
     assert (cn, cw) == (0, winograd_layers)
-    np.testing.assert_allclose(lw, ln, rtol=1e-4, atol=1e-5)
-    # Adam's first steps move each weight by about lr (2e-4) whatever its gradient's size, so a
-    # gradient near zero that rounds to the other sign moves it the other way: the samples after
-    # three steps agree to a few 1e-3 (of values up to 1).
-    np.testing.assert_allclose(gw, gn, atol=5e-3)
+    # The first D loss (forward passes of the initial weights only) to the transforms'
+    # rounding; afterwards Adam moves each weight by about lr (2e-4) whatever its gradient's
+    # size, so a gradient near zero that rounds to the other sign moves it the other way, and
+    # the paths drift apart: losses by a few 1e-3 after three steps, samples (values up to 1)
+    # by about 1e-3 on average and a few 1e-2 at single pixels. A wrong pass (a misplaced tap,
+    # a missing tile) differs by far more: the per-layer tests above bound each pass to 3e-5.
+    np.testing.assert_allclose(lw[0], ln[0], rtol=1e-5)
+    np.testing.assert_allclose(lw, ln, rtol=1e-2)
+    assert np.abs(gw - gn).mean() < 5e-3 and np.abs(gw - gn).max() < 0.1
 
 
 # ----------------------------------------------------------------------------- activation layout

@@ -580,7 +580,13 @@ bool use_winograd(bool bf16, const ResolvedLayer& L) {
   // rebuilt after every update); at 7x7 (mnist) a third of the 8x8 tiles is padding
   // (bench/RESULTS.md, issue 13, sixth pass).
   if (small[1] < 8 || small[2] < 8) return false;
-  return L.in[0] >= 16 && s.out >= 16;
+  // Enough channels in the products (K = the engine's input channels, N = its output
+  // channels, phases included) to outweigh the transforms, which move 36 floats per tile and
+  // channel: F(4x4, 3x3) from 128 (at 64, a 3x3 stride-1 layer ran 0.92x), F(2x2, 5x5), whose
+  // 6x6 tiles advance by 2, from 256 (cifar10's 128-channel 8x8 layers ran 0.73-0.88x).
+  const int64_t k = s.stride == 2 && conv ? 4 * L.in[0] : L.in[0];
+  const int64_t n = s.stride == 2 && !conv ? 4 * s.out : s.out;
+  return std::min(k, n) >= (tile_of(s) == 2 ? 256 : 128);
 }
 
 bool use_winograd(const Ctx& c, const ResolvedLayer& L) {

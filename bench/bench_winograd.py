@@ -1,0 +1,90 @@
+"""The presets' Winograd layers: oneDNN's direct kernels against cpp/src/cpu/winograd.cpp,
+layer by layer and pass by pass, in one run.
+
+    python bench/bench_winograd.py --presets cifar10,dcgan64 --threads 2
+
+For each Conv2d / ConvTranspose2d of each preset at --batch that the Winograd rule takes
+(``Network.cpu_conv_algorithms()``; fp32 only), it compiles the layer alone
+(``dcgan._core.Network``) once with DCGAN_CPU_WINO=native and once with =auto, then alternates
+timed passes: the forward, the backward (input and weight gradients) and the backward with
+the weight gradient only. Prints the medians and the ratios native/Winograd (> 1: Winograd is
+faster). The weights do not change between passes, so the forward's weight transform (once
+per Adam step in training) is not in these times.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+
+from bench_bwd_weights import layer_bench_setup, layer_cases
+
+PASSES = ("forward", "backward", "weights")
+
+
+def timers(spec, in_shape, batch, threads, mode, reps):
+    from dcgan import _core
+
+    os.environ["DCGAN_CPU_WINO"] = mode
+    try:
+        net = _core.Network([spec], list(in_shape), batch, seed=0, threads=threads)
+        algo = net.cpu_conv_algorithms()[0]
+    finally:
+        os.environ.pop("DCGAN_CPU_WINO", None)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + tuple(in_shape)).astype(np.float32)
+    dy = rng.standard_normal(net.forward(x).shape).astype(np.float32)
+    calls = {"forward": lambda: net.forward(x), "backward": lambda: net.backward(dy, need_d_input=True),
+             "weights": lambda: net.backward(dy, need_d_input=False)}
+
+    def timed(call):
+        call()  # warm-up
+
+        def run():
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                call()
+            return (time.perf_counter() - t0) / reps * 1e3
+        return run
+
+    return algo, {p: timed(calls[p]) for p in PASSES}
+
+
+def main() -> None:
+    a, _ = layer_bench_setup(__doc__, 3)
+    rows = []
+    for preset in a.presets.split(","):
+        for net, row, spec in layer_cases(preset, a.batch):
+            algo, wino = timers(spec, row["in_shape"], a.batch, a.threads, "auto", 3)
+            if algo != "winograd":
+                continue
+            _, native = timers(spec, row["in_shape"], a.batch, a.threads, "native", 3)
+            t = {(m, p): [] for m in ("native", "winograd") for p in PASSES}
+            for _ in range(a.rounds):
+                for p in PASSES:
+                    t[("native", p)].append(native[p]())
+                    t[("winograd", p)].append(wino[p]())
+            med = {k: statistics.median(v) for k, v in t.items()}
+            rec = dict(preset=preset, net=net[0].upper(), layer=row["index"], type=row["type"],
+                       shape=f"{tuple(row['in_shape'])}->{tuple(row['out_shape'])} k{spec.get('kernel')} "
+                             f"s{spec.get('stride', 1)}")
+            for p in PASSES:
+                n, w = med[("native", p)], med[("winograd", p)]
+                rec[f"{p}_native_ms"], rec[f"{p}_winograd_ms"] = round(n, 2), round(w, 2)
+                rec[f"{p}_ratio"] = round(n / w, 2)
+            rows.append(rec)
+            print(json.dumps(rec), flush=True)
+    if a.markdown:
+        print("\n| preset | layer | shape | forward native/Winograd | backward | weights only |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['preset']} | {r['net']}{r['layer']} {r['type']} | {r['shape']} | "
+                  + " | ".join(f"{r[p + '_native_ms']} / {r[p + '_winograd_ms']} = {r[p + '_ratio']}"
+                               for p in PASSES) + " |")
+
+
+if __name__ == "__main__":
+    main()
