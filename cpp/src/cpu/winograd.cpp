@@ -1,7 +1,8 @@
-// Stride-2 Conv2d and ConvTranspose2d (the DCGAN layers: 5x5 or 4x4 kernels, padding "same") in
-// fp32 as a Winograd F(4x4, 3x3) convolution of their phase images: forward, backward-data and
-// backward-weights with about 2.8x fewer multiply-adds than the direct kernels (5x5) and the
-// matrix products on oneDNN's matmul.
+// Conv2d and ConvTranspose2d in fp32 as Winograd convolutions: stride-2 layers (the DCGAN
+// layers: 5x5 or 4x4 kernels, padding "same") as F(4x4, 3x3) of their phase images, 'same'
+// stride-1 layers as F(2x2, 5x5) (5x5 kernels) or F(4x4, 3x3) (3x3). Forward, backward-data
+// and backward-weights, with about 2.8x fewer multiply-adds than the direct 5x5 kernels, the
+// matrix products on oneDNN's matmul. Which layers: use_winograd at the end.
 //
 // Phases. A stride-2 Conv2d reads input row 2*o + ky - lo for output row o. With r = ky - lo,
 // that is row 2*(o + floor(r/2)) + (r mod 2): row o + floor(r/2) of the input's phase image of
@@ -12,21 +13,22 @@
 // gets, at row t, input row t - floor((ky - lo)/2). So it is one stride-1 3x3 convolution from
 // x to the four phase images of y (4 * Co channels). Window slots no tap reaches hold zeros.
 //
-// The stride-1 convolution ("engine": X (T tiles of 6x6, K channels) -> Y (4x4 tiles, N
-// channels), weights g (N, K, 3, 3)) in the Winograd domain, per slot xi of the 6x6 tile:
+// The stride-1 convolution ("engine": X (T tiles of 6x6, K channels) -> Y (M x M tiles, N
+// channels), weights g (N, K, R, R), M + R = 7) in the Winograd domain, per slot xi of the 6x6
+// tile:
 //   forward:          M[xi] = V[xi] U[xi],   V = B^T d B (input tiles), U = G g G^T,
 //                     y = A^T M A;
 //   backward-data:    dM = A dy A^T,  dV[xi] = dM[xi] U[xi]^T,  dx = sum over tiles B dV B^T;
 //   backward-weights: dU[xi] = V[xi]^T dM[xi],  dg = G^T dU G.
-// Each product is one batched oneDNN matmul over the 36 slots; the transforms are loops over
-// channel vectors here. Overlapping tiles are summed in a gather with a fixed order, and every
-// loop gives each output element to one thread, so results do not depend on the thread count.
-// The phase images are never materialised: the transforms read and write the NHWC tensors of
-// the layer through the phase mapping.
+// Both variants use the points 0, +-1, +-2 and infinity, so B^T is the same. Each product is one
+// batched oneDNN matmul over the 36 slots; the transforms are loops over channel vectors here.
+// Overlapping tiles are summed in a gather with a fixed order, and every loop gives each output
+// element to one thread, so results do not depend on the thread count. The phase images are
+// never materialised: the transforms read and write the NHWC tensors of the layer through the
+// phase mapping.
 #include <omp.h>
 
 #include <algorithm>
-#include <array>
 #include <cstdlib>
 #include <string>
 
