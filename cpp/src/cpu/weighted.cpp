@@ -64,17 +64,18 @@ class WeightedLayer : public Layer {
       po.append_eltwise(e.forward, e.alpha, 0.f);
       attr.set_post_ops(po);
     }
-    // Backward-weights as matrix products where those are faster (gemm_weights.cpp): then
-    // oneDNN's backward-weights primitive is never created.
-    // Stride-2 convolutions as Winograd convolutions of their phase images (winograd.cpp) on
-    // NHWC activations: forward and backward-data, and backward-weights unless DCGAN_CPU_BWDW
-    // names another path.
+    // Winograd convolutions (winograd.cpp: stride-2 layers through their phase images, 'same'
+    // stride-1 layers) on NHWC activations: forward and backward-data, and backward-weights
+    // unless DCGAN_CPU_BWDW names another path. oneDNN's forward and backward-data primitives
+    // are still created (their memory descs shape the layer's buffers) but never run.
     const bool wino = use_winograd(c, L_);
     wino_w_ = wino && use_winograd_weights(c.act == dt::bf16, L_);
     if (wino) {
       any_src = md_t({batch_, L_.in[0], L_.in[1], L_.in[2]}, act, tag::nhwc);
       any_dst = md_t({batch_, s.out, L_.out[1], L_.out[2]}, act, tag::nhwc);
     }
+    // Backward-weights as matrix products where those are faster (gemm_weights.cpp): then
+    // oneDNN's backward-weights primitive is never created.
     const bool gemm = use_gemm_weights(c, L_);
     // A ConvTranspose2d's forward or a Conv2d's backward-data into a few channels as a matrix
     // product (thin_conv.cpp); such a ConvTranspose2d's output is then NHWC.
