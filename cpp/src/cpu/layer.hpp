@@ -11,9 +11,11 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -91,6 +93,16 @@ inline memory adapt(Ctx& c, const memory& have, const md_t& want, std::optional<
   else
     *conv = make_reorder(c, m, have);
   return m;
+}
+
+// An "auto|native" switch of a CPU fast path (DCGAN_CPU_THIN, DCGAN_CPU_WINO): true for "auto"
+// (the default, also when unset or empty), false for "native"; anything else is refused.
+inline bool auto_or_native(const char* var) {
+  const char* v = std::getenv(var);
+  const std::string s = v && *v ? v : "auto";
+  if (s != "auto" && s != "native")
+    throw InvalidArgument(std::string(var) + ": expected 'auto' or 'native', got '" + s + "'");
+  return s == "auto";
 }
 
 class Layer {

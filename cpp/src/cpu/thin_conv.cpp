@@ -31,13 +31,7 @@ namespace {
 
 // DCGAN_CPU_THIN: "auto" (unset: every eligible pass) or "native" (oneDNN's own kernels),
 // read when a network is compiled.
-bool thin_enabled() {
-  const char* v = std::getenv("DCGAN_CPU_THIN");
-  const std::string s = v && *v ? v : "auto";
-  if (s != "auto" && s != "native")
-    throw InvalidArgument("DCGAN_CPU_THIN: expected 'auto' or 'native', got '" + s + "'");
-  return s == "auto";
-}
+bool thin_enabled() { return auto_or_native("DCGAN_CPU_THIN"); }
 
 constexpr int64_t kMaxThin = 4;  // CB: at most this many channels on the big image's side
 

@@ -40,13 +40,7 @@ namespace {
 
 // DCGAN_CPU_WINO: "auto" (unset: every eligible layer) or "native" (oneDNN's own kernels),
 // read when a network is compiled.
-bool wino_enabled() {
-  const char* v = std::getenv("DCGAN_CPU_WINO");
-  const std::string s = v && *v ? v : "auto";
-  if (s != "auto" && s != "native")
-    throw InvalidArgument("DCGAN_CPU_WINO: expected 'auto' or 'native', got '" + s + "'");
-  return s == "auto";
-}
+bool wino_enabled() { return auto_or_native("DCGAN_CPU_WINO"); }
 
 constexpr int kV = 16;  // channels per vector of the transforms
 
