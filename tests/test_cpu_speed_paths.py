@@ -513,7 +513,7 @@ WINOGRAD_LAYERS = [
     # (layers, input shape): stride-2 Conv2d and ConvTranspose2d with 5x5 'same' and 4x4 pad-1
     # kernels, small sides of 8x8 and more (whole and partial tiles, non-square), channel
     # counts that are not multiples of 16, bias or none, a fused activation or none; all with
-    # the channels the rule asks for (128 in the products, phases included; 256 for 5x5 at
+    # the channels the rule asks for (128 in the products, phases included; 64 for 5x5 at
     # stride 1).
     ([dict(type="conv2d", out=128, kernel=5, stride=2, padding="same", bias=False)], [32, 16, 16]),
     ([dict(type="conv_transpose2d", out=32, kernel=5, stride=2, padding="same", bias=False)], [128, 8, 8]),
@@ -522,9 +522,14 @@ WINOGRAD_LAYERS = [
     ([dict(type="conv_transpose2d", out=33, kernel=5, stride=2, padding="same"), dict(type="relu")], [136, 10, 8]),
     ([dict(type="conv2d", out=128, kernel=4, stride=2, padding=1)], [32, 18, 18]),
     ([dict(type="conv_transpose2d", out=40, kernel=4, stride=2, padding=1, bias=False)], [128, 9, 12]),
-    # Stride 1, 'same': F(2x2, 5x5) for 5x5 kernels, F(4x4, 3x3) for 3x3.
+    # Stride 1, 'same': F(4x4, 5x5) for 5x5 kernels (whole tiles, mnist's 7x7 with a partial
+    # one, a single 4x4 tile, non-square, odd channel counts), F(4x4, 3x3) for 3x3.
     ([dict(type="conv2d", out=256, kernel=5, stride=1, padding="same", bias=False)], [256, 8, 8]),
     ([dict(type="conv_transpose2d", out=256, kernel=5, stride=1, padding="same"), dict(type="relu")], [264, 9, 10]),
+    ([dict(type="conv_transpose2d", out=128, kernel=5, stride=1, padding="same")], [256, 7, 7]),
+    ([dict(type="conv2d", out=72, kernel=5, stride=1, padding="same"), dict(type="leaky_relu", slope=0.2)],
+     [65, 4, 4]),
+    ([dict(type="conv2d", out=136, kernel=5, stride=1, padding="same", bias=False)], [130, 11, 6]),
     ([dict(type="conv2d", out=136, kernel=3, stride=1, padding=1)], [128, 11, 8]),
     ([dict(type="conv_transpose2d", out=128, kernel=3, stride=1, padding=1, bias=False)], [128, 8, 8]),
 ]
@@ -596,19 +601,24 @@ def test_winograd_layers_are_reported_and_the_setting_validated():
     assert algos([convt], [128, 8, 8]) == ["winograd"]
     assert algos([dict(conv, stride=1, out=256)], [256, 8, 8]) == ["winograd"]
     assert algos([dict(convt, stride=1, kernel=3, padding=1, out=128)], [128, 8, 8]) == ["winograd"]
-    # Not eligible: a 4x4 or 7x7 small side; too few channels in the products (a Conv2d's
-    # output, a ConvTranspose2d's input, 128 at 3x3 and stride 2 after the phases, 256 for
-    # 5x5 at stride 1); stride 1 with a 4x4 kernel or without padding; a 3x3 kernel with
-    # padding 0 at stride 2 (taps outside the phase window); a 7x7 kernel.
+    # 5x5 at stride 1 (F(4x4, 5x5)): from 64 channels and a 4x4 small side.
+    assert algos([dict(convt, stride=1, out=128)], [256, 7, 7]) == ["winograd"]
+    assert algos([dict(conv, stride=1, out=64)], [64, 4, 4]) == ["winograd"]
+    # Not eligible: at stride 2, a 4x4 or 7x7 small side; at stride 1, a small side under 4x4;
+    # too few channels in the products (a Conv2d's output, a ConvTranspose2d's input, 128 at
+    # 3x3 and stride 2 after the phases, 64 for 5x5 at stride 1); stride 1 with a 4x4 kernel
+    # or without padding; a 3x3 kernel with padding 0 at stride 2 (taps outside the phase
+    # window); a 7x7 kernel.
     assert algos([conv], [32, 8, 8]) == ["native"]
     assert algos([conv], [32, 14, 14]) == ["native"]
     assert algos([dict(conv, out=120)], [32, 16, 16]) == ["native"]
     assert algos([conv], [16, 16, 16]) == ["native"]
     assert algos([convt], [64, 8, 8]) == ["native"]
     assert algos([dict(convt, out=16)], [128, 8, 8]) == ["native"]
-    assert algos([dict(conv, stride=1, out=128)], [256, 8, 8]) == ["native"]
+    assert algos([dict(conv, stride=1, out=56)], [256, 8, 8]) == ["native"]
+    assert algos([dict(convt, stride=1, out=128)], [60, 8, 8]) == ["native"]
+    assert algos([dict(conv, stride=1, out=256)], [256, 3, 8]) == ["native"]
     assert algos([dict(conv, stride=1, kernel=3, padding=1, out=64)], [128, 8, 8]) == ["native"]
-    assert algos([dict(conv, stride=1, out=256)], [256, 7, 7]) == ["native"]
     assert algos([dict(conv, stride=1, kernel=4, padding=1)], [128, 8, 8]) == ["native"]
     assert algos([dict(conv, stride=1, padding=0, out=256)], [256, 12, 12]) == ["native"]
     assert algos([dict(conv, kernel=3, padding=0)], [32, 17, 17]) == ["native"]
@@ -626,20 +636,23 @@ def test_winograd_is_fp32_only():
     assert _core.Network([conv], [32, 16, 16], 2, precision="bf16").cpu_conv_algorithms() == ["native"]
 
 
-@pytest.mark.parametrize("preset,winograd_layers", [("dcgan64", 2), ("cifar10", 3)])
-def test_winograd_training_step_matches_onednn(preset, winograd_layers):
+@pytest.mark.parametrize("preset,image_shape,winograd_layers",
+                         [("dcgan64", (3, 32, 32), 2), ("cifar10", (3, 32, 32), 5), ("mnist", (1, 28, 28), 1)])
+def test_winograd_training_step_matches_onednn(preset, image_shape, winograd_layers):
     # Whole steps against oneDNN's kernels: the same losses and samples to the transforms'
-    # rounding. dcgan64 at 32x32: G's 8->16 and D's 16->8 layers (stride 2); cifar10: G's
-    # 256-channel 8x8 stride-1 layer and its 8->16 layer, D's 16->8.
+    # rounding. dcgan64 at 32x32: G's 8->16 and D's 16->8 layers (stride 2); cifar10: G's three
+    # 8x8 stride-1 layers (F(4x4, 5x5)) and its 8->16 layer, D's 16->8; mnist: G's 7x7
+    # stride-1 layer.
     def train(mode):
         with env_var("DCGAN_CPU_WINO", mode):
-            cfg = dcgan.Config.preset(preset, image_shape=(3, 32, 32), batch_size=8, seed=3, threads=1)
+            cfg = dcgan.Config.preset(preset, image_shape=image_shape, batch_size=8, seed=3, threads=1)
             tr = dcgan.Trainer(cfg)
             g, d = cfg.layers()
             algos = (_core.Network(g, [cfg.z_dim], 8).cpu_conv_algorithms()
                      + _core.Network(d, list(cfg.image_shape), 8).cpu_conv_algorithms())
-            hist = tr.fit(np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), steps=3,
-                          progress=False)
+            c, h, w = image_shape
+            images = np.random.default_rng(0).integers(0, 256, (16, h, w, c), dtype=np.uint8)
+            hist = tr.fit(images[..., 0] if c == 1 else images, steps=3, progress=False)
         return algos.count("winograd"), np.array(hist["d_loss"] + hist["g_loss"]), tr.generate(4, seed=2)
 
     (cn, ln, gn), (cw, lw, gw) = train("native"), train(None)

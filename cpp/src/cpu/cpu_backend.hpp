@@ -89,9 +89,10 @@ bool use_gemm_weights(bool bf16, const ResolvedLayer& L);
 // (DCGAN_CPU_THIN, the shape).
 bool use_thin_scatter(const ResolvedLayer& L);
 
-// Whether stride-2 Conv2d/ConvTranspose2d layer L runs as a Winograd F(4x4, 3x3) convolution
-// of its phase images (winograd.cpp: forward, backward-data and backward-weights) rather than on
-// oneDNN's own kernels, as this process would compile it (DCGAN_CPU_WINO, the shape, fp32 only).
+// Whether Conv2d/ConvTranspose2d layer L runs as a Winograd convolution (winograd.cpp: a
+// stride-2 layer as F(4x4, 3x3) of its phase images, a 'same' stride-1 layer as F(4x4, 5x5) or
+// F(4x4, 3x3); forward, backward-data and backward-weights) rather than on oneDNN's own kernels,
+// as this process would compile it (DCGAN_CPU_WINO, the shape, fp32 only).
 bool use_winograd(bool bf16, const ResolvedLayer& L);
 // Whether such a layer's backward-weights is Winograd's too: unless DCGAN_CPU_BWDW names a path
 // ("gemm" or "native"), which then takes it.

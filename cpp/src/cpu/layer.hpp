@@ -161,10 +161,10 @@ std::unique_ptr<ThinScatter> make_thin_scatter(Ctx& c, const ResolvedLayer& L, i
                                                const float* bias, const ResolvedLayer* act,
                                                const memory& b_out);
 
-// A stride-2 Conv2d/ConvTranspose2d as a Winograd convolution of its phase images
-// (winograd.cpp). `x`, `y`, `dy`, `dx`: the layer's input, output, output gradient and input
-// gradient, f32 NHWC; `w_canon`: the weights in PyTorch's layout; `bias` (or null) and `act`
-// (the fused activation, or null) as for ThinScatter.
+// A Conv2d/ConvTranspose2d as a Winograd convolution (winograd.cpp: stride 2 through its phase
+// images, or 'same' at stride 1). `x`, `y`, `dy`, `dx`: the layer's input, output, output gradient
+// and input gradient, f32 NHWC; `w_canon`: the weights in PyTorch's layout; `bias` (or null) and
+// `act` (the fused activation, or null) as for ThinScatter.
 class WinoConv {
  public:
   virtual ~WinoConv() = default;

@@ -1,8 +1,9 @@
 // Conv2d and ConvTranspose2d in fp32 as Winograd convolutions: stride-2 layers (the DCGAN
-// layers: 5x5 or 4x4 kernels, padding "same") as F(4x4, 3x3) of their phase images, 'same'
-// stride-1 layers as F(2x2, 5x5) (5x5 kernels) or F(4x4, 3x3) (3x3). Forward, backward-data
-// and backward-weights, with about 2.8x fewer multiply-adds than the direct 5x5 kernels, the
-// matrix products on oneDNN's matmul. Which layers: use_winograd at the end.
+// layers: 5x5 or 4x4 kernels, padding "same") as F(4x4, 3x3) of their phase images (about 2.8x
+// fewer multiply-adds than the direct 5x5 kernel), 'same' stride-1 layers as F(4x4, 5x5) (5x5
+// kernels: 6.25x fewer) or F(4x4, 3x3) (3x3: 4x fewer). Forward, backward-data and
+// backward-weights, the matrix products on oneDNN's matmul. Which layers: use_winograd at the
+// end.
 //
 // Phases. A stride-2 Conv2d reads input row 2*o + ky - lo for output row o. With r = ky - lo,
 // that is row 2*(o + floor(r/2)) + (r mod 2): row o + floor(r/2) of the input's phase image of
@@ -13,15 +14,15 @@
 // gets, at row t, input row t - floor((ky - lo)/2). So it is one stride-1 3x3 convolution from
 // x to the four phase images of y (4 * Co channels). Window slots no tap reaches hold zeros.
 //
-// The stride-1 convolution ("engine": X (T tiles of 6x6, K channels) -> Y (M x M tiles, N
-// channels), weights g (N, K, R, R), M + R = 7) in the Winograd domain, per slot xi of the 6x6
-// tile:
+// The stride-1 convolution ("engine": X (T tiles of A x A, K channels) -> Y (M x M tiles, N
+// channels), weights g (N, K, R, R), A = M + R - 1: 6 for F(4x4, 3x3), 8 for F(4x4, 5x5)) in
+// the Winograd domain, per slot xi of the A x A tile:
 //   forward:          M[xi] = V[xi] U[xi],   V = B^T d B (input tiles), U = G g G^T,
 //                     y = A^T M A;
 //   backward-data:    dM = A dy A^T,  dV[xi] = dM[xi] U[xi]^T,  dx = sum over tiles B dV B^T;
 //   backward-weights: dU[xi] = V[xi]^T dM[xi],  dg = G^T dU G.
-// Both variants use the points 0, +-1, +-2 and infinity, so B^T is the same. Each product is one
-// batched oneDNN matmul over the 36 slots; the transforms are loops over channel vectors here.
+// Each product is one batched oneDNN matmul over the A*A slots; the transforms are loops over
+// channel vectors here.
 // Overlapping tiles are summed in a gather with a fixed order, and every loop gives each output
 // element to one thread, so results do not depend on the thread count. The phase images are
 // never materialised: the transforms read and write the NHWC tensors of the layer through the
@@ -44,10 +45,11 @@ bool wino_enabled() { return auto_or_native("DCGAN_CPU_WINO"); }
 
 constexpr int kV = 16;  // channels per vector of the transforms
 
-// ------------------------------------------------------------------ the F(4x4, 3x3) transforms
+// ------------------------------------------------------------------ the transforms
 // On tiles of vectors of kV channels, `float[R*R][kV]` row-major. Each 1-D transform reads
 // entries i[0], i[is], i[2*is], ... and writes o[0], o[os], ...; the 2-D transforms apply it
-// down the columns, then along the rows.
+// down the columns, then along the rows. First F(4x4, 3x3) on 6x6 tiles, at the points 0,
+// +-1, +-2 and infinity.
 using Vec = float[kV];
 
 // B^T (6x6): input tile d -> V.
@@ -129,70 +131,116 @@ inline void gt3(const Vec* i, int is, Vec* o, int os) {
   }
 }
 
-// F(2x2, 5x5), on the same six points (so the same B^T and B): G (6x5), G^T (5x6), A^T (2x6),
-// A (6x2).
-inline void g6r5(const Vec* i, int is, Vec* o, int os) {
+// F(4x4, 5x5) on 8x8 tiles, at the points 0, +-1, +-2, +-1/2 and infinity: B^T (8x8), B,
+// G (8x5), G^T (5x8), A^T (4x8), A (8x4). 4 multiplies per output instead of 25.
+inline void bt8(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float d0 = i[0][v], d1 = i[is][v], d2 = i[2 * is][v], d3 = i[3 * is][v],
+                d4 = i[4 * is][v], d5 = i[5 * is][v], d6 = i[6 * is][v], d7 = i[7 * is][v];
+    o[0][v] = 5.25f * (d2 - d4) - d0 + d6;
+    const float s1 = d2 - 4.25f * d4 + d6, t1 = d1 - 4.25f * d3 + d5;
+    o[os][v] = s1 + t1;
+    o[2 * os][v] = s1 - t1;
+    const float s3 = 0.25f * d2 - 1.25f * d4 + d6, t3 = 0.5f * d1 - 2.5f * d3 + 2.f * d5;
+    o[3 * os][v] = s3 + t3;
+    o[4 * os][v] = s3 - t3;
+    const float s5 = 4.f * d2 - 5.f * d4 + d6, t5 = 2.f * d1 - 2.5f * d3 + 0.5f * d5;
+    o[5 * os][v] = s5 + t5;
+    o[6 * os][v] = s5 - t5;
+    o[7 * os][v] = 5.25f * (d3 - d5) - d1 + d7;
+  }
+}
+inline void b8(const Vec* i, int is, Vec* o, int os) {
+#pragma omp simd
+  for (int v = 0; v < kV; ++v) {
+    const float v0 = i[0][v], v7 = i[7 * is][v];
+    const float s1 = i[is][v] + i[2 * is][v], d1 = i[is][v] - i[2 * is][v];
+    const float s3 = i[3 * is][v] + i[4 * is][v], d3 = i[3 * is][v] - i[4 * is][v];
+    const float s5 = i[5 * is][v] + i[6 * is][v], d5 = i[5 * is][v] - i[6 * is][v];
+    o[0][v] = -v0;
+    o[os][v] = d1 + 0.5f * d3 + 2.f * d5 - v7;
+    o[2 * os][v] = 5.25f * v0 + s1 + 0.25f * s3 + 4.f * s5;
+    o[3 * os][v] = -4.25f * d1 - 2.5f * (d3 + d5) + 5.25f * v7;
+    o[4 * os][v] = -5.25f * v0 - 4.25f * s1 - 1.25f * s3 - 5.f * s5;
+    o[5 * os][v] = d1 + 2.f * d3 + 0.5f * d5 - 5.25f * v7;
+    o[6 * os][v] = v0 + s1 + s3 + s5;
+    o[7 * os][v] = v7;
+  }
+}
+inline void g8r5(const Vec* i, int is, Vec* o, int os) {
 #pragma omp simd
   for (int v = 0; v < kV; ++v) {
     const float g0 = i[0][v], g1 = i[is][v], g2 = i[2 * is][v], g3 = i[3 * is][v],
                 g4 = i[4 * is][v];
-    const float e = g0 + g2 + g4, f = g1 + g3, p = g0 + 4.f * g2 + 16.f * g4,
-                q = 2.f * g1 + 8.f * g3;
-    o[0][v] = 0.25f * g0;
-    o[os][v] = -(e + f) / 6.f;
-    o[2 * os][v] = -(e - f) / 6.f;
-    o[3 * os][v] = (p + q) / 24.f;
-    o[4 * os][v] = (p - q) / 24.f;
-    o[5 * os][v] = g4;
+    const float e = g0 + g2 + g4, f = g1 + g3;
+    const float p = g0 + 4.f * g2 + 16.f * g4, q = 2.f * g1 + 8.f * g3;
+    const float P = 32.f * g0 + 8.f * g2 + 2.f * g4, Q = 16.f * g1 + 4.f * g3;
+    o[0][v] = -g0;
+    o[os][v] = (e + f) * (-2.f / 9.f);
+    o[2 * os][v] = (e - f) * (-2.f / 9.f);
+    o[3 * os][v] = (p + q) / 90.f;
+    o[4 * os][v] = (p - q) / 90.f;
+    o[5 * os][v] = (P + Q) / 45.f;
+    o[6 * os][v] = (P - Q) / 45.f;
+    o[7 * os][v] = g4;
   }
 }
-inline void gt5(const Vec* i, int is, Vec* o, int os) {
+inline void gt8r5(const Vec* i, int is, Vec* o, int os) {
 #pragma omp simd
   for (int v = 0; v < kV; ++v) {
-    const float u0 = i[0][v], u1 = i[is][v], u2 = i[2 * is][v], u3 = i[3 * is][v],
-                u4 = i[4 * is][v], u5 = i[5 * is][v];
-    const float s12 = (u1 + u2) / 6.f, d21 = (u2 - u1) / 6.f, s34 = u3 + u4, d34 = u3 - u4;
-    o[0][v] = 0.25f * u0 - s12 + s34 / 24.f;
-    o[os][v] = d21 + d34 / 12.f;
-    o[2 * os][v] = -s12 + s34 / 6.f;
-    o[3 * os][v] = d21 + d34 / 3.f;
-    o[4 * os][v] = -s12 + s34 * (2.f / 3.f) + u5;
+    const float s1 = i[is][v] + i[2 * is][v], d1 = i[is][v] - i[2 * is][v];
+    const float s3 = i[3 * is][v] + i[4 * is][v], d3 = i[3 * is][v] - i[4 * is][v];
+    const float s5 = i[5 * is][v] + i[6 * is][v], d5 = i[5 * is][v] - i[6 * is][v];
+    const float a = s1 * (-2.f / 9.f), b = d1 * (-2.f / 9.f);
+    o[0][v] = a - i[0][v] + s3 / 90.f + s5 * (32.f / 45.f);
+    o[os][v] = b + d3 / 45.f + d5 * (16.f / 45.f);
+    o[2 * os][v] = a + (s3 + 4.f * s5) * (2.f / 45.f);
+    o[3 * os][v] = b + (d3 + d5) * (4.f / 45.f);
+    o[4 * os][v] = a + (4.f * s3 + s5) * (2.f / 45.f) + i[7 * is][v];
   }
 }
-inline void at2(const Vec* i, int is, Vec* o, int os) {
+inline void at4r8(const Vec* i, int is, Vec* o, int os) {
 #pragma omp simd
   for (int v = 0; v < kV; ++v) {
-    const float m1 = i[is][v], m2 = i[2 * is][v], m3 = i[3 * is][v], m4 = i[4 * is][v];
-    o[0][v] = i[0][v] + m1 + m2 + m3 + m4;
-    o[os][v] = m1 - m2 + 2.f * (m3 - m4) + i[5 * is][v];
+    const float s1 = i[is][v] + i[2 * is][v], d1 = i[is][v] - i[2 * is][v];
+    const float s3 = i[3 * is][v] + i[4 * is][v], d3 = i[3 * is][v] - i[4 * is][v];
+    const float s5 = i[5 * is][v] + i[6 * is][v], d5 = i[5 * is][v] - i[6 * is][v];
+    o[0][v] = i[0][v] + s1 + s3 + s5;
+    o[os][v] = d1 + 2.f * d3 + 0.5f * d5;
+    o[2 * os][v] = s1 + 4.f * s3 + 0.25f * s5;
+    o[3 * os][v] = d1 + 8.f * d3 + 0.125f * d5 + i[7 * is][v];
   }
 }
-inline void a6r2(const Vec* i, int is, Vec* o, int os) {
+inline void a8r4(const Vec* i, int is, Vec* o, int os) {
 #pragma omp simd
   for (int v = 0; v < kV; ++v) {
-    const float y0 = i[0][v], y1 = i[is][v];
+    const float y0 = i[0][v], y1 = i[is][v], y2 = i[2 * is][v], y3 = i[3 * is][v];
+    const float e1 = y0 + y2, f1 = y1 + y3, e2 = y0 + 4.f * y2, f2 = 2.f * y1 + 8.f * y3;
+    const float e3 = y0 + 0.25f * y2, f3 = 0.5f * y1 + 0.125f * y3;
     o[0][v] = y0;
-    o[os][v] = y0 + y1;
-    o[2 * os][v] = y0 - y1;
-    o[3 * os][v] = y0 + 2.f * y1;
-    o[4 * os][v] = y0 - 2.f * y1;
-    o[5 * os][v] = y1;
+    o[os][v] = e1 + f1;
+    o[2 * os][v] = e1 - f1;
+    o[3 * os][v] = e2 + f2;
+    o[4 * os][v] = e2 - f2;
+    o[5 * os][v] = e3 + f3;
+    o[6 * os][v] = e3 - f3;
+    o[7 * os][v] = y3;
   }
 }
 
-// The two variants on 6x6 tiles: F(M x M, R x R) with M + R = 7.
+// The variants F(M x M, R x R), on (M + R - 1) x (M + R - 1) tiles: input transform bt and
+// its adjoint b, weight transform g and its adjoint gt, output transform at and its adjoint a.
 using Fn = void (*)(const Vec*, int, Vec*, int);
-template <int M>
+template <int M, int R>
 struct Variant;
 template <>
-struct Variant<4> {
-  static constexpr int R = 3;
-  static constexpr Fn g = g6, gt = gt3, at = at4, a = a6;
+struct Variant<4, 3> {
+  static constexpr Fn bt = bt6, b = b6, g = g6, gt = gt3, at = at4, a = a6;
 };
 template <>
-struct Variant<2> {
-  static constexpr int R = 5;
-  static constexpr Fn g = g6r5, gt = gt5, at = at2, a = a6r2;
+struct Variant<4, 5> {
+  static constexpr Fn bt = bt8, b = b8, g = g8r5, gt = gt8r5, at = at4r8, a = a8r4;
 };
 
 // 2-D: `in` (R x R) -> `out` (S x S) through `tmp` (S x R): f down each column of `in`, then
@@ -236,9 +284,10 @@ struct View {
   int64_t channels() const { return P * cp; }
 };
 
-template <int M>
+template <int M, int R>
 class Winograd : public WinoConv {
-  static constexpr int R = Variant<M>::R, PAD = (R - 1) / 2;
+  using F = Variant<M, R>;
+  static constexpr int A = M + R - 1, AA = A * A, PAD = (R - 1) / 2;
 
  public:
   Winograd(Ctx& c, const ResolvedLayer& L, int64_t batch, const memory& x, const memory& y,
@@ -259,16 +308,16 @@ class Winograd : public WinoConv {
     ey_ = View{h, w, co_, py ? 2 : 1, py ? 4 : 1};
     K_ = ex_.channels(), N_ = ey_.channels();
     th_ = (h + M - 1) / M, tw_ = (w + M - 1) / M, T_ = n_ * th_ * tw_;
-    // Work buffers (shared with the other layers' passes): V (36, T, K), M (36, T, N),
-    // dU (36, K, N); U (36, K, N) is this layer's (it lives from one weight update to the next).
-    const int64_t v_sz = 36 * T_ * K_, m_sz = 36 * T_ * N_, u_sz = 36 * K_ * N_;
+    // Work buffers (shared with the other layers' passes): V (AA, T, K), M (AA, T, N),
+    // dU (AA, K, N); U (AA, K, N) is this layer's (it lives from one weight update to the next).
+    const int64_t v_sz = AA * T_ * K_, m_sz = AA * T_ * N_, u_sz = AA * K_ * N_;
     work_ = c.work(md_t({v_sz + m_sz + u_sz}, dt::f32, tag::a));
     v_off_ = 0, m_off_ = v_sz, du_off_ = v_sz + m_sz;
-    u_ = memory(md_t({36, K_, N_}, dt::f32, tag::abc), c.eng);
-    const md_t V({36, T_, K_}, dt::f32, tag::abc), Md({36, T_, N_}, dt::f32, tag::abc),
-        U({36, K_, N_}, dt::f32, tag::abc);
-    const md_t Ut({36, N_, K_}, dt::f32, memory::dims{K_ * N_, 1, N_});
-    const md_t Vt({36, K_, T_}, dt::f32, memory::dims{T_ * K_, 1, K_});
+    u_ = memory(md_t({AA, K_, N_}, dt::f32, tag::abc), c.eng);
+    const md_t V({AA, T_, K_}, dt::f32, tag::abc), Md({AA, T_, N_}, dt::f32, tag::abc),
+        U({AA, K_, N_}, dt::f32, tag::abc);
+    const md_t Ut({AA, N_, K_}, dt::f32, memory::dims{K_ * N_, 1, N_});
+    const md_t Vt({AA, K_, T_}, dt::f32, memory::dims{T_ * K_, 1, K_});
     using dnnl::matmul;
     fwd_ = Prim(c, matmul::primitive_desc(c.eng, V, U, Md, c.attr()));
     bwd_d_ = Prim(c, matmul::primitive_desc(c.eng, Md, Ut, V, c.attr()));
@@ -355,7 +404,7 @@ class Winograd : public WinoConv {
     // U[xi][k][n] = (G g G^T)[xi], vectors over n.
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < K; ++k) {
-      alignas(64) Vec g[R * R], tmp[6 * R], out[36];
+      alignas(64) Vec g[R * R], tmp[A * R], out[AA];
       for (int64_t n0 = 0; n0 < N; n0 += kV) {
         const int nv = static_cast<int>(std::min<int64_t>(kV, N - n0));
         for (int e = 0; e < R * R; ++e)
@@ -363,8 +412,8 @@ class Winograd : public WinoConv {
             const int64_t t = v < nv ? canon(n0 + v, k, e / R, e % R) : -1;
             g[e][v] = t < 0 ? 0.f : w[t];
           }
-        transform2d<R, 6, Variant<M>::g>(g, tmp, out);
-        for (int xi = 0; xi < 36; ++xi) store(u + (xi * K + k) * N + n0, out[xi], nv);
+        transform2d<R, A, F::g>(g, tmp, out);
+        for (int xi = 0; xi < AA; ++xi) store(u + (xi * K + k) * N + n0, out[xi], nv);
       }
     }
   }
@@ -374,11 +423,11 @@ class Winograd : public WinoConv {
     const int64_t K = K_, N = N_;
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < K; ++k) {
-      alignas(64) Vec in[36], tmp[6 * R], g[R * R];
+      alignas(64) Vec in[AA], tmp[A * R], g[R * R];
       for (int64_t n0 = 0; n0 < N; n0 += kV) {
         const int nv = static_cast<int>(std::min<int64_t>(kV, N - n0));
-        for (int xi = 0; xi < 36; ++xi) load(in[xi], du + (xi * K + k) * N + n0, nv);
-        transform2d<6, R, Variant<M>::gt>(in, tmp, g);
+        for (int xi = 0; xi < AA; ++xi) load(in[xi], du + (xi * K + k) * N + n0, nv);
+        transform2d<A, R, F::gt>(in, tmp, g);
         for (int e = 0; e < R * R; ++e)
           for (int v = 0; v < nv; ++v) {
             const int64_t t = canon(n0 + v, k, e / R, e % R);
@@ -389,28 +438,28 @@ class Winograd : public WinoConv {
   }
 
   // ---------------------------------------------------------------- activations
-  // V[xi][t][k] = (B^T d B)[xi] for the 6x6 input tiles d (rows 4*ti-1 ..), zero outside.
+  // V[xi][t][k] = (B^T d B)[xi] for the A x A input tiles d (rows M*ti-PAD ..), zero outside.
   void input_transform(float* x, float* V) const {
     const View X = ex_;
     const int64_t T = T_, K = K_;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = t / (th_ * tw_), ti = t / tw_ % th_, tj = t % tw_;
-      alignas(64) Vec d[36], tmp[36], out[36];
+      alignas(64) Vec d[AA], tmp[AA], out[AA];
       for (int p = 0; p < X.P; ++p)
         for (int64_t c0 = 0; c0 < X.cp; c0 += kV) {
           const int nv = static_cast<int>(std::min<int64_t>(kV, X.cp - c0));
-          for (int r = 0; r < 6; ++r)
-            for (int q = 0; q < 6; ++q) {
+          for (int r = 0; r < A; ++r)
+            for (int q = 0; q < A; ++q) {
               const int64_t i = M * ti - PAD + r, j = M * tj - PAD + q;
               if (i < 0 || i >= X.h || j < 0 || j >= X.w)
-                zero(d[r * 6 + q]);
+                zero(d[r * A + q]);
               else
-                load(d[r * 6 + q], X.at(x, n, i, j, p) + c0, nv);
+                load(d[r * A + q], X.at(x, n, i, j, p) + c0, nv);
             }
-          transform2d<6, 6, bt6>(d, tmp, out);
+          transform2d<A, A, F::bt>(d, tmp, out);
           const int64_t k0 = p * X.cp + c0;
-          for (int xi = 0; xi < 36; ++xi) store(V + (xi * T + t) * K + k0, out[xi], nv);
+          for (int xi = 0; xi < AA; ++xi) store(V + (xi * T + t) * K + k0, out[xi], nv);
         }
     }
   }
@@ -422,13 +471,13 @@ class Winograd : public WinoConv {
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = t / (th_ * tw_), ti = t / tw_ % th_, tj = t % tw_;
-      alignas(64) Vec m[36], tmp[6 * M], out[M * M];
+      alignas(64) Vec m[AA], tmp[A * M], out[M * M];
       for (int p = 0; p < Y.P; ++p)
         for (int64_t c0 = 0; c0 < Y.cp; c0 += kV) {
           const int nv = static_cast<int>(std::min<int64_t>(kV, Y.cp - c0));
           const int64_t n0 = p * Y.cp + c0;
-          for (int xi = 0; xi < 36; ++xi) load(m[xi], Mw + (xi * T + t) * N + n0, nv);
-          transform2d<6, M, Variant<M>::at>(m, tmp, out);
+          for (int xi = 0; xi < AA; ++xi) load(m[xi], Mw + (xi * T + t) * N + n0, nv);
+          transform2d<A, M, F::at>(m, tmp, out);
           for (int r = 0; r < M; ++r)
             for (int q = 0; q < M; ++q) {
               const int64_t i = M * ti + r, j = M * tj + q;
@@ -445,14 +494,14 @@ class Winograd : public WinoConv {
     }
   }
 
-  // dM[xi][t][n] = (A dy A^T)[xi] for the 4x4 output-gradient tiles (zero outside).
+  // dM[xi][t][n] = (A dy A^T)[xi] for the M x M output-gradient tiles (zero outside).
   void output_adjoint(float* dy, float* dM) const {
     const View Y = ey_;
     const int64_t T = T_, N = N_;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = t / (th_ * tw_), ti = t / tw_ % th_, tj = t % tw_;
-      alignas(64) Vec d[M * M], tmp[6 * M], out[36];
+      alignas(64) Vec d[M * M], tmp[A * M], out[AA];
       for (int p = 0; p < Y.P; ++p)
         for (int64_t c0 = 0; c0 < Y.cp; c0 += kV) {
           const int nv = static_cast<int>(std::min<int64_t>(kV, Y.cp - c0));
@@ -464,14 +513,14 @@ class Winograd : public WinoConv {
               else
                 load(d[r * M + q], Y.at(dy, n, i, j, p) + c0, nv);
             }
-          transform2d<M, 6, Variant<M>::a>(d, tmp, out);
+          transform2d<M, A, F::a>(d, tmp, out);
           const int64_t n0 = p * Y.cp + c0;
-          for (int xi = 0; xi < 36; ++xi) store(dM + (xi * T + t) * N + n0, out[xi], nv);
+          for (int xi = 0; xi < AA; ++xi) store(dM + (xi * T + t) * N + n0, out[xi], nv);
         }
     }
   }
 
-  // dx = sum over the tiles covering each position of (B dV B^T): first each tile's 6x6
+  // dx = sum over the tiles covering each position of (B dV B^T): first each tile's A x A
   // gradient, in place in dV (slot xi becomes tile position xi), then a gather per position
   // over its tiles (up to 2 per axis) in ascending order.
   void input_adjoint(float* dV, float* dx) const {
@@ -479,19 +528,19 @@ class Winograd : public WinoConv {
     const int64_t T = T_, K = K_;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < T; ++t) {
-      alignas(64) Vec v[36], tmp[36], out[36];
+      alignas(64) Vec v[AA], tmp[AA], out[AA];
       for (int64_t k0 = 0; k0 < K; k0 += kV) {
         const int nv = static_cast<int>(std::min<int64_t>(kV, K - k0));
-        for (int xi = 0; xi < 36; ++xi) load(v[xi], dV + (xi * T + t) * K + k0, nv);
-        transform2d<6, 6, b6>(v, tmp, out);
-        for (int xi = 0; xi < 36; ++xi) store(dV + (xi * T + t) * K + k0, out[xi], nv);
+        for (int xi = 0; xi < AA; ++xi) load(v[xi], dV + (xi * T + t) * K + k0, nv);
+        transform2d<A, A, F::b>(v, tmp, out);
+        for (int xi = 0; xi < AA; ++xi) store(dV + (xi * T + t) * K + k0, out[xi], nv);
       }
     }
     const int64_t rows = n_ * X.h;
 #pragma omp parallel for schedule(static)
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t n = row / X.h, i = row % X.h;
-      // Tiles ti with M*ti - PAD <= i <= M*ti - PAD + 5, ascending.
+      // Tiles ti with M*ti - PAD <= i <= M*ti - PAD + A - 1, ascending.
       const int64_t ti_lo = first_tile(i), ti_hi = std::min(th_ - 1, (i + PAD) / M);
       for (int64_t j = 0; j < X.w; ++j) {
         const int64_t tj_lo = first_tile(j), tj_hi = std::min(tw_ - 1, (j + PAD) / M);
@@ -502,7 +551,7 @@ class Winograd : public WinoConv {
           for (int64_t ti = ti_lo; ti <= ti_hi; ++ti)
             for (int64_t tj = tj_lo; tj <= tj_hi; ++tj) {
               const int64_t t = (n * th_ + ti) * tw_ + tj;
-              const int64_t xi = (i + PAD - M * ti) * 6 + (j + PAD - M * tj);
+              const int64_t xi = (i + PAD - M * ti) * A + (j + PAD - M * tj);
               const float* src = dV + (xi * T + t) * K + k0;
 #pragma omp simd
               for (int64_t c = 0; c < X.cp; ++c) o[c] += src[c];
@@ -512,9 +561,9 @@ class Winograd : public WinoConv {
     }
   }
 
-  // The first tile whose 6 input rows reach row i: ceil((i + PAD - 5) / M), at least 0.
+  // The first tile whose A input rows reach row i: ceil((i + PAD - A + 1) / M), at least 0.
   static int64_t first_tile(int64_t i) {
-    const int64_t d = i + PAD - 5;
+    const int64_t d = i + PAD - A + 1;
     return d <= 0 ? 0 : (d + M - 1) / M;
   }
 
@@ -546,9 +595,9 @@ class Winograd : public WinoConv {
 // r = k - lo in [-2, 3] on both axes, for k in [0, kernel).
 bool fits_window(int64_t kernel, int64_t lo) { return lo >= 0 && lo <= 2 && kernel - 1 - lo <= 3; }
 
-// The variant of a layer that use_winograd accepts: F(4x4, 3x3) at stride 2 and for 3x3
-// kernels, F(2x2, 5x5) for 5x5 kernels at stride 1.
-int tile_of(const LayerSpec& s) { return s.stride == 2 || s.kernel == 3 ? 4 : 2; }
+// A layer that use_winograd accepts runs as F(4x4, 5x5) when it is a 5x5 kernel at stride 1,
+// as F(4x4, 3x3) otherwise (stride 2, or a 3x3 kernel at stride 1).
+bool five_by_five(const LayerSpec& s) { return s.stride == 1 && s.kernel == 5; }
 
 }  // namespace
 
@@ -571,18 +620,21 @@ bool use_winograd(bool bf16, const ResolvedLayer& L) {
   } else {
     return false;
   }
-  // A small side of at least 8x8. At 4x4 (dcgan64's G3 and D8: one tile per image) the
-  // products are too short to pay for the transformed weights (5.8 times the layer's weights,
-  // rebuilt after every update); at 7x7 (mnist) a third of the 8x8 tiles is padding
-  // (bench/RESULTS.md, issue 13, sixth pass).
-  if (small[1] < 8 || small[2] < 8) return false;
-  // Enough channels in the products (K = the engine's input channels, N = its output
-  // channels, phases included) to outweigh the transforms, which move 36 floats per tile and
-  // channel: F(4x4, 3x3) from 128 (at 64, a 3x3 stride-1 layer ran 0.92x), F(2x2, 5x5), whose
-  // 6x6 tiles advance by 2, from 256 (cifar10's 128-channel 8x8 layers ran 0.73-0.88x).
   const int64_t k = s.stride == 2 && conv ? 4 * L.in[0] : L.in[0];
   const int64_t n = s.stride == 2 && !conv ? 4 * s.out : s.out;
-  return std::min(k, n) >= (tile_of(s) == 2 ? 256 : 128);
+  // F(4x4, 5x5) (bench/RESULTS.md, issue 13, seventh pass): 1.0-3.7x per pass with 40-256
+  // channels and small sides of 4x4 to 32x32, on AVX-512 and AVX2; 32 channels ran
+  // 0.82-1.08x. Its transforms move 64/16 floats per input element, its transformed weights
+  // are 64/25 of the weights.
+  if (five_by_five(s)) return small[1] >= 4 && small[2] >= 4 && std::min(k, n) >= 64;
+  // F(4x4, 3x3): a small side of at least 8x8. At 4x4 (dcgan64's G3 and D8: one tile per
+  // image) the products are too short to pay for the transformed weights (5.8 times the
+  // layer's weights, rebuilt after every update); at 7x7 (mnist) a third of the 8x8 tiles is
+  // padding (bench/RESULTS.md, issue 13, sixth pass). And at least 128 channels in the
+  // products (K = the engine's input channels, N = its output channels, phases included) to
+  // outweigh the transforms, which move 36 floats per tile and channel (at 64, a 3x3 stride-1
+  // layer ran 0.92x).
+  return small[1] >= 8 && small[2] >= 8 && std::min(k, n) >= 128;
 }
 
 bool use_winograd(const Ctx& c, const ResolvedLayer& L) {
@@ -593,9 +645,9 @@ std::unique_ptr<WinoConv> make_winograd(Ctx& c, const ResolvedLayer& L, int64_t 
                                         const memory& x, const memory& y, const memory& dy,
                                         const memory& dx, const memory& w_canon, const float* bias,
                                         const ResolvedLayer* act) {
-  if (tile_of(L.spec) == 2)
-    return std::make_unique<Winograd<2>>(c, L, batch, x, y, dy, dx, w_canon, bias, act);
-  return std::make_unique<Winograd<4>>(c, L, batch, x, y, dy, dx, w_canon, bias, act);
+  if (five_by_five(L.spec))
+    return std::make_unique<Winograd<4, 5>>(c, L, batch, x, y, dy, dx, w_canon, bias, act);
+  return std::make_unique<Winograd<4, 3>>(c, L, batch, x, y, dy, dx, w_canon, bias, act);
 }
 
 }  // namespace dcgan::cpu
