@@ -32,6 +32,20 @@ def layer_cases(preset: str, batch: int):
                 yield net, row, dict(spec)
 
 
+def ms_per_call(call, reps):
+    """Runs `call` once (warm-up) and returns a timer: each call of it runs `call` `reps` times
+    and returns the mean milliseconds per call."""
+    call()
+
+    def run():
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            call()
+        return (time.perf_counter() - t0) / reps * 1e3
+
+    return run
+
+
 def time_backward(spec, in_shape, batch, threads, precision, mode, reps):
     from dcgan import _core
 
@@ -44,15 +58,7 @@ def time_backward(spec, in_shape, batch, threads, precision, mode, reps):
     x = rng.standard_normal((batch,) + tuple(in_shape)).astype(np.float32)
     y = net.forward(x)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    net.backward(dy, need_d_input=False)  # warm-up
-
-    def run():
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            net.backward(dy, need_d_input=False)
-        return (time.perf_counter() - t0) / reps * 1e3
-
-    return run
+    return ms_per_call(lambda: net.backward(dy, need_d_input=False), reps)
 
 
 def auto_pick(spec, in_shape, precision) -> str:

@@ -17,11 +17,10 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import time
 
 import numpy as np
 
-from bench_bwd_weights import layer_bench_setup, layer_cases
+from bench_bwd_weights import layer_bench_setup, layer_cases, ms_per_call
 
 
 def timer(spec, in_shape, batch, threads, precision, mode, reps, need_d_input=True):
@@ -44,15 +43,7 @@ def timer(spec, in_shape, batch, threads, precision, mode, reps, need_d_input=Tr
         else:
             net.backward(dy, need_d_input=need_d_input)
 
-    once()  # warm-up
-
-    def run():
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            once()
-        return (time.perf_counter() - t0) / reps * 1e3
-
-    return run
+    return ms_per_call(once, reps)
 
 
 def main() -> None:

@@ -16,11 +16,10 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import time
 
 import numpy as np
 
-from bench_bwd_weights import layer_bench_setup, layer_cases
+from bench_bwd_weights import layer_bench_setup, layer_cases, ms_per_call
 
 PASSES = ("forward", "backward", "weights")
 
@@ -39,18 +38,7 @@ def timers(spec, in_shape, batch, threads, mode, reps):
     dy = rng.standard_normal(net.forward(x).shape).astype(np.float32)
     calls = {"forward": lambda: net.forward(x), "backward": lambda: net.backward(dy, need_d_input=True),
              "weights": lambda: net.backward(dy, need_d_input=False)}
-
-    def timed(call):
-        call()  # warm-up
-
-        def run():
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                call()
-            return (time.perf_counter() - t0) / reps * 1e3
-        return run
-
-    return algo, {p: timed(calls[p]) for p in PASSES}
+    return algo, {p: ms_per_call(calls[p], reps) for p in PASSES}
 
 
 def main() -> None:
