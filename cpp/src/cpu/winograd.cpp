@@ -45,6 +45,14 @@ bool wino_enabled() { return auto_or_native("DCGAN_CPU_WINO"); }
 
 constexpr int kV = 16;  // channels per vector of the transforms
 
+// Extra floats per row of the products' matrices when oneDNN 3.2 runs them on its gemm-based
+// matmul (gemm:jit, where it has no brgemm matmul for the ISA: AVX2). With dense rows whose
+// length is a power of two (K or N = 128 .. 1024) that kernel ran dcgan64's products at half
+// speed: 36 x (256x512 . 512x1024) took 104 ms, with rows 16 floats longer 54 ms, on Zen 4
+// held to AVX2 (bench/RESULTS.md, issue 13, eighth pass). oneDNN's brgemm matmul (AVX-512)
+// keeps dense rows: there padded rows would move the products to gemm:jit, no faster overall.
+constexpr int64_t kRowPad = 16;
+
 // ------------------------------------------------------------------ the transforms
 // On tiles of vectors of kV channels, `float[R*R][kV]` row-major. Each 1-D transform reads
 // entries i[0], i[is], i[2*is], ... and writes o[0], o[os], ...; the 2-D transforms apply it
@@ -308,21 +316,15 @@ class Winograd : public WinoConv {
     ey_ = View{h, w, co_, py ? 2 : 1, py ? 4 : 1};
     K_ = ex_.channels(), N_ = ey_.channels();
     th_ = (h + M - 1) / M, tw_ = (w + M - 1) / M, T_ = n_ * th_ * tw_;
+    // The products, on dense rows; or on rows kRowPad floats longer where oneDNN runs them on
+    // its gemm-based matmul (see kRowPad).
+    if (plan_products(c, 0)) plan_products(c, kRowPad);
     // Work buffers (shared with the other layers' passes): V (AA, T, K), M (AA, T, N),
     // dU (AA, K, N); U (AA, K, N) is this layer's (it lives from one weight update to the next).
-    const int64_t v_sz = AA * T_ * K_, m_sz = AA * T_ * N_, u_sz = AA * K_ * N_;
+    const int64_t v_sz = AA * T_ * ldk_, m_sz = AA * T_ * ldn_, u_sz = AA * K_ * ldn_;
     work_ = c.work(md_t({v_sz + m_sz + u_sz}, dt::f32, tag::a));
     v_off_ = 0, m_off_ = v_sz, du_off_ = v_sz + m_sz;
-    u_ = memory(md_t({AA, K_, N_}, dt::f32, tag::abc), c.eng);
-    const md_t V({AA, T_, K_}, dt::f32, tag::abc), Md({AA, T_, N_}, dt::f32, tag::abc),
-        U({AA, K_, N_}, dt::f32, tag::abc);
-    const md_t Ut({AA, N_, K_}, dt::f32, memory::dims{K_ * N_, 1, N_});
-    const md_t Vt({AA, K_, T_}, dt::f32, memory::dims{T_ * K_, 1, K_});
-    using dnnl::matmul;
-    fwd_ = Prim(c, matmul::primitive_desc(c.eng, V, U, Md, c.attr()));
-    bwd_d_ = Prim(c, matmul::primitive_desc(c.eng, Md, Ut, V, c.attr()));
-    bwd_w_ = Prim(c, matmul::primitive_desc(c.eng, Vt, Md, U, c.attr()));
-    md_v_ = V, md_m_ = Md, md_u_ = U, md_ut_ = Ut, md_vt_ = Vt;
+    u_ = memory(md_u_, c.eng);
     if (act) {
       const FusedEltwise e = fused_eltwise(act->spec);
       const md_t yd = y.get_desc();
@@ -378,6 +380,24 @@ class Winograd : public WinoConv {
   memory mem(const md_t& d, float* p) const { return memory(d, c_.eng, p); }
   float* base() const { return static_cast<float*>(work_->get_data_handle()); }
 
+  // The three products with V's rows ldk_ = K_ + pad and M's, U's and dU's rows ldn_ = N_ + pad
+  // floats apart. Returns whether oneDNN chose its gemm-based matmul for the forward.
+  bool plan_products(Ctx& c, int64_t pad) {
+    using dnnl::matmul;
+    constexpr int64_t a = AA;
+    ldk_ = K_ + pad, ldn_ = N_ + pad;
+    md_v_ = md_t({a, T_, K_}, dt::f32, memory::dims{T_ * ldk_, ldk_, 1});
+    md_m_ = md_t({a, T_, N_}, dt::f32, memory::dims{T_ * ldn_, ldn_, 1});
+    md_u_ = md_t({a, K_, N_}, dt::f32, memory::dims{K_ * ldn_, ldn_, 1});
+    md_ut_ = md_t({a, N_, K_}, dt::f32, memory::dims{K_ * ldn_, 1, ldn_});
+    md_vt_ = md_t({a, K_, T_}, dt::f32, memory::dims{T_ * ldk_, 1, ldk_});
+    const matmul::primitive_desc fwd(c.eng, md_v_, md_u_, md_m_, c.attr());
+    fwd_ = Prim(c, fwd);
+    bwd_d_ = Prim(c, matmul::primitive_desc(c.eng, md_m_, md_ut_, md_v_, c.attr()));
+    bwd_w_ = Prim(c, matmul::primitive_desc(c.eng, md_vt_, md_m_, md_u_, c.attr()));
+    return std::string(fwd.impl_info_str()).rfind("gemm", 0) == 0;
+  }
+
   // ---------------------------------------------------------------- weights
   // Engine weight (n, k) at window slot (ey, ex): its index in the canonical (PyTorch-layout)
   // weights, or -1 for a slot no tap reaches. Conv2d: n = o, k = p*Ci + i, tap
@@ -400,7 +420,7 @@ class Winograd : public WinoConv {
     u_version_ = version;
     const float* w = ptr(w_canon_);
     float* u = ptr(u_);
-    const int64_t K = K_, N = N_;
+    const int64_t K = K_, N = N_, ld = ldn_;
     // U[xi][k][n] = (G g G^T)[xi], vectors over n.
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < K; ++k) {
@@ -413,20 +433,20 @@ class Winograd : public WinoConv {
             g[e][v] = t < 0 ? 0.f : w[t];
           }
         transform2d<R, A, F::g>(g, tmp, out);
-        for (int xi = 0; xi < AA; ++xi) store(u + (xi * K + k) * N + n0, out[xi], nv);
+        for (int xi = 0; xi < AA; ++xi) store(u + (xi * K + k) * ld + n0, out[xi], nv);
       }
     }
   }
 
   // dW (canonical) from dU: dg = G^T dU G, each engine weight to its tap (padding slots dropped).
   void weight_adjoint(const float* du, float* dw) const {
-    const int64_t K = K_, N = N_;
+    const int64_t K = K_, N = N_, ld = ldn_;
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < K; ++k) {
       alignas(64) Vec in[AA], tmp[A * R], g[R * R];
       for (int64_t n0 = 0; n0 < N; n0 += kV) {
         const int nv = static_cast<int>(std::min<int64_t>(kV, N - n0));
-        for (int xi = 0; xi < AA; ++xi) load(in[xi], du + (xi * K + k) * N + n0, nv);
+        for (int xi = 0; xi < AA; ++xi) load(in[xi], du + (xi * K + k) * ld + n0, nv);
         transform2d<A, R, F::gt>(in, tmp, g);
         for (int e = 0; e < R * R; ++e)
           for (int v = 0; v < nv; ++v) {
@@ -441,7 +461,7 @@ class Winograd : public WinoConv {
   // V[xi][t][k] = (B^T d B)[xi] for the A x A input tiles d (rows M*ti-PAD ..), zero outside.
   void input_transform(float* x, float* V) const {
     const View X = ex_;
-    const int64_t T = T_, K = K_;
+    const int64_t T = T_, ld = ldk_;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = t / (th_ * tw_), ti = t / tw_ % th_, tj = t % tw_;
@@ -459,7 +479,7 @@ class Winograd : public WinoConv {
             }
           transform2d<A, A, F::bt>(d, tmp, out);
           const int64_t k0 = p * X.cp + c0;
-          for (int xi = 0; xi < AA; ++xi) store(V + (xi * T + t) * K + k0, out[xi], nv);
+          for (int xi = 0; xi < AA; ++xi) store(V + (xi * T + t) * ld + k0, out[xi], nv);
         }
     }
   }
@@ -467,7 +487,7 @@ class Winograd : public WinoConv {
   // y (M x M output tiles, inside the image) = A^T Mw A, plus the bias.
   void output_transform(const float* Mw, float* y) const {
     const View Y = ey_;
-    const int64_t T = T_, N = N_;
+    const int64_t T = T_, ld = ldn_;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = t / (th_ * tw_), ti = t / tw_ % th_, tj = t % tw_;
@@ -476,7 +496,7 @@ class Winograd : public WinoConv {
         for (int64_t c0 = 0; c0 < Y.cp; c0 += kV) {
           const int nv = static_cast<int>(std::min<int64_t>(kV, Y.cp - c0));
           const int64_t n0 = p * Y.cp + c0;
-          for (int xi = 0; xi < AA; ++xi) load(m[xi], Mw + (xi * T + t) * N + n0, nv);
+          for (int xi = 0; xi < AA; ++xi) load(m[xi], Mw + (xi * T + t) * ld + n0, nv);
           transform2d<A, M, F::at>(m, tmp, out);
           for (int r = 0; r < M; ++r)
             for (int q = 0; q < M; ++q) {
@@ -497,7 +517,7 @@ class Winograd : public WinoConv {
   // dM[xi][t][n] = (A dy A^T)[xi] for the M x M output-gradient tiles (zero outside).
   void output_adjoint(float* dy, float* dM) const {
     const View Y = ey_;
-    const int64_t T = T_, N = N_;
+    const int64_t T = T_, ld = ldn_;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = t / (th_ * tw_), ti = t / tw_ % th_, tj = t % tw_;
@@ -515,7 +535,7 @@ class Winograd : public WinoConv {
             }
           transform2d<M, A, F::a>(d, tmp, out);
           const int64_t n0 = p * Y.cp + c0;
-          for (int xi = 0; xi < AA; ++xi) store(dM + (xi * T + t) * N + n0, out[xi], nv);
+          for (int xi = 0; xi < AA; ++xi) store(dM + (xi * T + t) * ld + n0, out[xi], nv);
         }
     }
   }
@@ -525,15 +545,15 @@ class Winograd : public WinoConv {
   // over its tiles (up to 2 per axis) in ascending order.
   void input_adjoint(float* dV, float* dx) const {
     const View X = ex_;
-    const int64_t T = T_, K = K_;
+    const int64_t T = T_, K = K_, ld = ldk_;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < T; ++t) {
       alignas(64) Vec v[AA], tmp[AA], out[AA];
       for (int64_t k0 = 0; k0 < K; k0 += kV) {
         const int nv = static_cast<int>(std::min<int64_t>(kV, K - k0));
-        for (int xi = 0; xi < AA; ++xi) load(v[xi], dV + (xi * T + t) * K + k0, nv);
+        for (int xi = 0; xi < AA; ++xi) load(v[xi], dV + (xi * T + t) * ld + k0, nv);
         transform2d<A, A, F::b>(v, tmp, out);
-        for (int xi = 0; xi < AA; ++xi) store(dV + (xi * T + t) * K + k0, out[xi], nv);
+        for (int xi = 0; xi < AA; ++xi) store(dV + (xi * T + t) * ld + k0, out[xi], nv);
       }
     }
     const int64_t rows = n_ * X.h;
@@ -552,7 +572,7 @@ class Winograd : public WinoConv {
             for (int64_t tj = tj_lo; tj <= tj_hi; ++tj) {
               const int64_t t = (n * th_ + ti) * tw_ + tj;
               const int64_t xi = (i + PAD - M * ti) * A + (j + PAD - M * tj);
-              const float* src = dV + (xi * T + t) * K + k0;
+              const float* src = dV + (xi * T + t) * ld + k0;
 #pragma omp simd
               for (int64_t c = 0; c < X.cp; ++c) o[c] += src[c];
             }
@@ -583,7 +603,7 @@ class Winograd : public WinoConv {
   bool conv_ = true, phases_ = true;
   int64_t k_ = 0, lo_h_ = 0, lo_w_ = 0, ci_ = 0, co_ = 0, n_ = 0;
   View ex_, ey_;
-  int64_t K_ = 0, N_ = 0, th_ = 0, tw_ = 0, T_ = 0;
+  int64_t K_ = 0, N_ = 0, th_ = 0, tw_ = 0, T_ = 0, ldk_ = 0, ldn_ = 0;
   int64_t v_off_ = 0, m_off_ = 0, du_off_ = 0;
   md_t md_v_, md_m_, md_u_, md_ut_, md_vt_;
   Prim fwd_, bwd_d_, bwd_w_, act_;
