@@ -723,6 +723,119 @@ def test_winograd_training_step_matches_onednn(preset, image_shape, winograd_lay
     assert np.abs(gw - gn).mean() < 5e-3 and np.abs(gw - gn).max() < 0.1
 
 
+# ----------------------------------------------------------------------------- per-tap products
+# Layers tap_conv.cpp takes under DCGAN_CPU_TAPS=all: a 4x4 (or smaller) side at stride 2 with at
+# least 256 channels on both sides. ConvTranspose2d (forward: scatter; backward-data: gather) and
+# Conv2d (the other way round); 5x5 'same' and 4x4 padding-1 kernels, odd sizes, channel counts
+# that are not multiples of 16, bias and fused activations.
+TAP_LAYERS = [
+    ([dict(type="conv_transpose2d", out=256, kernel=5, stride=2, padding="same")], [272, 4, 4]),
+    ([dict(type="conv2d", out=264, kernel=5, stride=2, padding="same", bias=True), dict(type="leaky_relu", slope=0.2)],
+     [256, 8, 7]),
+    ([dict(type="conv_transpose2d", out=256, kernel=4, stride=2, padding=1, bias=False), dict(type="relu")],
+     [256, 3, 4]),
+    ([dict(type="conv2d", out=256, kernel=4, stride=2, padding=1, bias=False)], [260, 8, 8]),
+]
+
+
+def run_taps(mode, layers, in_shape, batch=3, params=None):
+    with env_var("DCGAN_CPU_TAPS", mode):
+        net = _core.Network(layers, in_shape, batch, seed=3)
+        paths = net.cpu_tap_passes()
+    if params is not None:
+        net.set_params(params)
+    rng = np.random.default_rng(0)
+    y = net.forward(rng.standard_normal([batch] + in_shape).astype(np.float32))
+    dx = net.backward(rng.standard_normal(y.shape).astype(np.float32), need_d_input=True)
+    return paths[0], y, dx, net.get_grads(), net
+
+
+@pytest.mark.parametrize("layers,in_shape", TAP_LAYERS, ids=lambda v: str(v))
+def test_tap_passes_match_onednn(layers, in_shape):
+    # Forward and input gradient as per-tap products against oneDNN's kernels: fp32 rounding
+    # of another summation order (measured up to 3e-6 of the largest entry).
+    pn, yn, dxn, gn, _ = run_taps("native", layers, in_shape)
+    pt, yt, dxt, gt, _ = run_taps("all", layers, in_shape)
+    assert (pn, pt) == ("native", "both")
+    for a, b in [(yn, yt), (dxn, dxt)] + [(gn[k], gt[k]) for k in gn]:
+        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * np.abs(a).max())
+    assert not np.array_equal(yn, yt) and not np.array_equal(dxn, dxt)
+
+
+def test_tap_passes_follow_weight_updates():
+    # After new weights (as after an Adam step) both passes use them: the per-tap passes lay
+    # out their own copy when the parameters' version changes.
+    layers = [dict(type="conv_transpose2d", out=512, kernel=5, stride=2, padding="same", bias=False)]
+    in_shape = [512, 2, 3]
+    paths, _, _, _, net = run_taps("all", layers, in_shape)
+    _, _, _, _, ref = run_taps("native", layers, in_shape)
+    assert paths == "both"
+    new = {k: (v * -1.5 + 0.01).astype(np.float32) for k, v in ref.get_params().items()}
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal([3] + in_shape).astype(np.float32)
+    dy = rng.standard_normal([3, 512, 4, 6]).astype(np.float32)
+    out = []
+    for n in (net, ref):
+        n.set_params(new)
+        out.append((n.forward(x), n.backward(dy, need_d_input=True), n.get_grads()["0.weight"]))
+    for a, b in zip(out[1], out[0]):
+        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * np.abs(a).max())
+
+
+@needs_x86
+def test_tap_rule_per_isa():
+    # dcgan64's G3 (1024 -> 512 from 4x4) takes both per-tap passes under AVX2 and none under
+    # AVX-512; D's 256 -> 512 layer (to 4x4) and bf16 networks stay native; DCGAN_CPU_TAPS=all
+    # takes every eligible pass, =native none, and a bad value is refused.
+    code = """
+    from dcgan import _core
+    g3 = dict(type="conv_transpose2d", out=512, kernel=5, stride=2, padding="same", bias=False)
+    d8 = dict(type="conv2d", out=512, kernel=5, stride=2, padding="same", bias=False)
+    print(_core.Network([g3], [1024, 4, 4], 8).cpu_tap_passes()[0],
+          _core.Network([d8], [256, 8, 8], 8).cpu_tap_passes()[0])
+    """
+    assert run_under_isa(code, "AVX2").split() == ["both", "native"]
+    if CPU_ISA.startswith("avx512"):
+        assert run_under_isa(code, "ALL").split() == ["native", "native"]
+    g3 = [dict(type="conv_transpose2d", out=512, kernel=5, stride=2, padding="same", bias=False)]
+    with env_var("DCGAN_CPU_TAPS", "all"):
+        assert _core.Network(g3, [1024, 4, 4], 2).cpu_tap_passes() == ["both"]
+    if HAS_BF16:
+        assert _core.Network(g3, [1024, 4, 4], 2, precision="bf16").cpu_tap_passes() == ["native"]
+    with env_var("DCGAN_CPU_TAPS", "native"):
+        assert _core.Network(g3, [1024, 4, 4], 2).cpu_tap_passes() == ["native"]
+    with env_var("DCGAN_CPU_TAPS", "fast"), pytest.raises(ValueError, match="DCGAN_CPU_TAPS.*'auto', 'all' or 'native'"):
+        _core.Network(g3, [1024, 4, 4], 2)
+
+
+def test_tap_training_step_matches_onednn():
+    # dcgan64 at 64x64: G's 1024 -> 512 layer from 4x4 on per-tap products (DCGAN_CPU_TAPS=all:
+    # both passes, as the rule takes them under AVX2), against oneDNN's kernels: samples of the
+    # initial weights, then
+    # two whole steps. The samples, the first D loss (forward passes only) and the first G loss
+    # (after one D update, through G's per-tap forward) agree to rounding. This model at batch 8
+    # is chaotic after that: oneDNN's own kernels at 1 and 2 threads gave second D losses of
+    # 2.452 and 2.434, third ones of 1.300 and 1.312 (the per-tap run: 2.428, 1.381), and samples
+    # after two steps 0.011 apart on average (per-tap: 0.014). So the second losses are bounded
+    # loosely; a wrong pass differs by far more, and the per-layer tests above bound each pass.
+    def train(mode):
+        with env_var("DCGAN_CPU_TAPS", mode):
+            cfg = dcgan.Config.preset("dcgan64", batch_size=8, seed=3, threads=2)
+            tr = dcgan.Trainer(cfg)
+            g, _ = cfg.layers()
+            paths = _core.Network(g, [cfg.z_dim], 8).cpu_tap_passes()
+            samples = tr.generate(4, seed=2)
+            images = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
+            hist = tr.fit(images, steps=2, progress=False)
+        return [p for p in paths if p not in (None, "native")], hist["d_loss"], hist["g_loss"], samples
+
+    (pn, dn, gn, sn), (pt, dt, gt, st) = train("native"), train("all")
+    assert pn == [] and pt == ["both"]
+    np.testing.assert_allclose(st, sn, rtol=0, atol=5e-5)  # (images in [-1, 1]; measured 1.1e-5)
+    np.testing.assert_allclose([dt[0], gt[0]], [dn[0], gn[0]], rtol=1e-5)
+    np.testing.assert_allclose([dt[1], gt[1]], [dn[1], gn[1]], rtol=2e-2)
+
+
 # ----------------------------------------------------------------------------- activation layout
 def _train_with_layout(fmt, precision="fp32"):
     with env_var("DCGAN_CPU_ACT_FORMAT", fmt):

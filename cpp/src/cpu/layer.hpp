@@ -161,6 +161,16 @@ std::unique_ptr<ThinScatter> make_thin_scatter(Ctx& c, const ResolvedLayer& L, i
                                                const float* bias, const ResolvedLayer* act,
                                                const memory& b_out);
 
+// A Conv2d/ConvTranspose2d forward (`forward`) or backward-data as one matrix product per
+// kernel tap (tap_conv.cpp), with the ThinScatter interface. `from`: the pass's input (the
+// layer's input, or its output gradient), `to`: its result (output, or input gradient), both
+// any layout; `bias` and `act` as for ThinScatter (forward only, else null).
+bool use_tap_conv(const Ctx& c, const ResolvedLayer& L, bool forward);
+std::unique_ptr<ThinScatter> make_tap_conv(Ctx& c, const ResolvedLayer& L, int64_t batch,
+                                           bool forward, const memory& from, const memory& w_canon,
+                                           const float* bias, const ResolvedLayer* act,
+                                           const memory& to);
+
 // A Conv2d/ConvTranspose2d as a Winograd convolution (winograd.cpp: stride 2 through its phase
 // images, or 'same' at stride 1). `x`, `y`, `dy`, `dx`: the layer's input, output, output gradient
 // and input gradient, f32 NHWC; `w_canon`: the weights in PyTorch's layout; `bias` (or null) and
