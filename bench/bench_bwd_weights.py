@@ -46,6 +46,30 @@ def ms_per_call(call, reps):
     return run
 
 
+PASSES = ("forward", "backward", "weights")
+
+
+def pass_timers(spec, in_shape, batch, threads, env, mode, report, reps):
+    """Compiles the layer `spec` alone with the environment variable `env` set to `mode`.
+    Returns the path the network's `report` method (e.g. "cpu_conv_algorithms") gives for it and
+    a timer (ms_per_call) per pass of PASSES: the forward, the backward (input and weight
+    gradients) and the backward with the weight gradient only."""
+    from dcgan import _core
+
+    os.environ[env] = mode
+    try:
+        net = _core.Network([spec], list(in_shape), batch, seed=0, threads=threads)
+        path = getattr(net, report)()[0]
+    finally:
+        os.environ.pop(env, None)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + tuple(in_shape)).astype(np.float32)
+    dy = rng.standard_normal(net.forward(x).shape).astype(np.float32)
+    calls = {"forward": lambda: net.forward(x), "backward": lambda: net.backward(dy, need_d_input=True),
+             "weights": lambda: net.backward(dy, need_d_input=False)}
+    return path, {p: ms_per_call(calls[p], reps) for p in PASSES}
+
+
 def time_backward(spec, in_shape, batch, threads, precision, mode, reps):
     from dcgan import _core
 

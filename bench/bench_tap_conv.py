@@ -13,31 +13,13 @@ per-tap products are faster); the rule in tap_conv.cpp (use_tap_conv) follows th
 from __future__ import annotations
 
 import json
-import os
 import statistics
 
-import numpy as np
-
-from bench_bwd_weights import layer_bench_setup, layer_cases, ms_per_call
-
-PASSES = ("forward", "backward", "weights")
+from bench_bwd_weights import PASSES, layer_bench_setup, layer_cases, pass_timers
 
 
 def timers(spec, in_shape, batch, threads, mode, reps):
-    from dcgan import _core
-
-    os.environ["DCGAN_CPU_TAPS"] = mode
-    try:
-        net = _core.Network([spec], list(in_shape), batch, seed=0, threads=threads)
-        paths = net.cpu_tap_passes()[0]
-    finally:
-        os.environ.pop("DCGAN_CPU_TAPS", None)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch,) + tuple(in_shape)).astype(np.float32)
-    dy = rng.standard_normal(net.forward(x).shape).astype(np.float32)
-    calls = {"forward": lambda: net.forward(x), "backward": lambda: net.backward(dy, need_d_input=True),
-             "weights": lambda: net.backward(dy, need_d_input=False)}
-    return paths, {p: ms_per_call(calls[p], reps) for p in PASSES}
+    return pass_timers(spec, in_shape, batch, threads, "DCGAN_CPU_TAPS", mode, "cpu_tap_passes", reps)
 
 
 def main() -> None:

@@ -14,31 +14,13 @@ per Adam step in training) is not in these times.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 
-import numpy as np
-
-from bench_bwd_weights import layer_bench_setup, layer_cases, ms_per_call
-
-PASSES = ("forward", "backward", "weights")
+from bench_bwd_weights import PASSES, layer_bench_setup, layer_cases, pass_timers
 
 
 def timers(spec, in_shape, batch, threads, mode, reps):
-    from dcgan import _core
-
-    os.environ["DCGAN_CPU_WINO"] = mode
-    try:
-        net = _core.Network([spec], list(in_shape), batch, seed=0, threads=threads)
-        algo = net.cpu_conv_algorithms()[0]
-    finally:
-        os.environ.pop("DCGAN_CPU_WINO", None)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch,) + tuple(in_shape)).astype(np.float32)
-    dy = rng.standard_normal(net.forward(x).shape).astype(np.float32)
-    calls = {"forward": lambda: net.forward(x), "backward": lambda: net.backward(dy, need_d_input=True),
-             "weights": lambda: net.backward(dy, need_d_input=False)}
-    return algo, {p: ms_per_call(calls[p], reps) for p in PASSES}
+    return pass_timers(spec, in_shape, batch, threads, "DCGAN_CPU_WINO", mode, "cpu_conv_algorithms", reps)
 
 
 def main() -> None:

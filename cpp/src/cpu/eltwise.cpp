@@ -63,6 +63,12 @@ FusedEltwise fused_eltwise(const LayerSpec& act) {
   }
 }
 
+Prim fused_act_forward(Ctx& c, const LayerSpec& act, const md_t& d) {
+  const FusedEltwise e = fused_eltwise(act);
+  return Prim(c, dnnl::eltwise_forward::primitive_desc(c.eng, dnnl::prop_kind::forward_training,
+                                                       e.forward, d, d, e.alpha, 0.f, c.attr()));
+}
+
 std::unique_ptr<Layer> make_eltwise_layer(Ctx& c, const ResolvedLayer& L, bool in_place) {
   return std::make_unique<EltwiseLayer>(c, L, in_place);
 }

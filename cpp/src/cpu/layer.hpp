@@ -129,6 +129,9 @@ struct FusedEltwise {
   float alpha;
 };
 FusedEltwise fused_eltwise(const LayerSpec& act);
+// The forward of activation `act` in place on a tensor of desc `d`: the paths that compute a
+// layer outside oneDNN's convolution primitives apply their fused activation with it.
+Prim fused_act_forward(Ctx& c, const LayerSpec& act, const md_t& d);
 
 // A Conv2d/ConvTranspose2d backward-weights computed as matrix products (gemm_weights.cpp):
 // dW in PyTorch's layout into `dw_canon`, and the bias gradient into `db` unless null.

@@ -89,11 +89,7 @@ class TapConv : public ThinScatter {
       if (bias) bias_mem_ = memory(bias_md, c.eng, const_cast<float*>(bias));
     }
     if (act) {
-      const FusedEltwise e = fused_eltwise(act->spec);
-      const md_t d = to_.get_desc();
-      act_ =
-          Prim(c, dnnl::eltwise_forward::primitive_desc(c.eng, dnnl::prop_kind::forward_training,
-                                                        e.forward, d, d, e.alpha, 0.f, c.attr()));
+      act_ = fused_act_forward(c, act->spec, to_.get_desc());
       has_act_ = true;
     }
   }

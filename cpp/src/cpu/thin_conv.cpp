@@ -83,10 +83,7 @@ class MatmulScatter : public ThinScatter {
     const md_t b32({n_, cb_, hb_, wb_}, dt::f32, tag::nhwc);
     b_ = adapt(c, b_out, b32, &b_reorder_, false);
     if (act) {
-      const FusedEltwise e = fused_eltwise(act->spec);
-      act_ = Prim(
-          c, dnnl::eltwise_forward::primitive_desc(c.eng, dnnl::prop_kind::forward_training,
-                                                   e.forward, b32, b32, e.alpha, 0.f, c.attr()));
+      act_ = fused_act_forward(c, act->spec, b32);
       has_act_ = true;
     }
   }

@@ -326,11 +326,7 @@ class Winograd : public WinoConv {
     v_off_ = 0, m_off_ = v_sz, du_off_ = v_sz + m_sz;
     u_ = memory(md_u_, c.eng);
     if (act) {
-      const FusedEltwise e = fused_eltwise(act->spec);
-      const md_t yd = y.get_desc();
-      act_ =
-          Prim(c, dnnl::eltwise_forward::primitive_desc(c.eng, dnnl::prop_kind::forward_training,
-                                                        e.forward, yd, yd, e.alpha, 0.f, c.attr()));
+      act_ = fused_act_forward(c, act->spec, y.get_desc());
       has_act_ = true;
     }
   }
