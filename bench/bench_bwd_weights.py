@@ -70,6 +70,24 @@ def pass_timers(spec, in_shape, batch, threads, env, mode, report, reps):
     return path, {p: ms_per_call(calls[p], reps) for p in PASSES}
 
 
+def alternate(timers: dict, rounds: int) -> dict:
+    """`timers`: {side: {pass: timer}}. Runs every side's timers in turn, pass by pass, for
+    `rounds` rounds; returns the median milliseconds per (side, pass)."""
+    t = {(side, p): [] for side, ts in timers.items() for p in ts}
+    for _ in range(rounds):
+        for p in next(iter(timers.values())):
+            for side, ts in timers.items():
+                t[(side, p)].append(ts[p]())
+    return {k: statistics.median(v) for k, v in t.items()}
+
+
+def layer_record(preset: str, net: str, row: dict, spec: dict) -> dict:
+    """The leading fields of a per-layer benchmark's JSON line."""
+    return dict(preset=preset, net=net[0].upper(), layer=row["index"], type=row["type"],
+                shape=f"{tuple(row['in_shape'])}->{tuple(row['out_shape'])} k{spec.get('kernel')} "
+                      f"s{spec.get('stride', 1)}")
+
+
 def time_backward(spec, in_shape, batch, threads, precision, mode, reps):
     from dcgan import _core
 

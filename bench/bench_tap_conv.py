@@ -13,9 +13,8 @@ per-tap products are faster); the rule in tap_conv.cpp (use_tap_conv) follows th
 from __future__ import annotations
 
 import json
-import statistics
 
-from bench_bwd_weights import PASSES, layer_bench_setup, layer_cases, pass_timers
+from bench_bwd_weights import alternate, layer_bench_setup, layer_cases, layer_record, pass_timers
 
 
 def timers(spec, in_shape, batch, threads, mode, reps):
@@ -31,15 +30,8 @@ def main() -> None:
             if paths == "native":
                 continue
             _, native = timers(spec, row["in_shape"], a.batch, a.threads, "native", 2)
-            t = {(m, p): [] for m in ("native", "taps") for p in PASSES}
-            for _ in range(a.rounds):
-                for p in PASSES:
-                    t[("native", p)].append(native[p]())
-                    t[("taps", p)].append(taps[p]())
-            med = {k: statistics.median(v) for k, v in t.items()}
-            rec = dict(preset=preset, net=net[0].upper(), layer=row["index"], type=row["type"],
-                       shape=f"{tuple(row['in_shape'])}->{tuple(row['out_shape'])} k{spec.get('kernel')} "
-                             f"s{spec.get('stride', 1)}")
+            med = alternate({"native": native, "taps": taps}, a.rounds)
+            rec = layer_record(preset, net, row, spec)
             for m in ("native", "taps"):
                 med[(m, "backward_data")] = med[(m, "backward")] - med[(m, "weights")]
             for p in ("forward", "backward_data"):

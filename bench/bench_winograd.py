@@ -14,9 +14,8 @@ per Adam step in training) is not in these times.
 from __future__ import annotations
 
 import json
-import statistics
 
-from bench_bwd_weights import PASSES, layer_bench_setup, layer_cases, pass_timers
+from bench_bwd_weights import PASSES, alternate, layer_bench_setup, layer_cases, layer_record, pass_timers
 
 
 def timers(spec, in_shape, batch, threads, mode, reps):
@@ -32,15 +31,8 @@ def main() -> None:
             if algo != "winograd":
                 continue
             _, native = timers(spec, row["in_shape"], a.batch, a.threads, "native", 3)
-            t = {(m, p): [] for m in ("native", "winograd") for p in PASSES}
-            for _ in range(a.rounds):
-                for p in PASSES:
-                    t[("native", p)].append(native[p]())
-                    t[("winograd", p)].append(wino[p]())
-            med = {k: statistics.median(v) for k, v in t.items()}
-            rec = dict(preset=preset, net=net[0].upper(), layer=row["index"], type=row["type"],
-                       shape=f"{tuple(row['in_shape'])}->{tuple(row['out_shape'])} k{spec.get('kernel')} "
-                             f"s{spec.get('stride', 1)}")
+            med = alternate({"native": native, "winograd": wino}, a.rounds)
+            rec = layer_record(preset, net, row, spec)
             for p in PASSES:
                 n, w = med[("native", p)], med[("winograd", p)]
                 rec[f"{p}_native_ms"], rec[f"{p}_winograd_ms"] = round(n, 2), round(w, 2)
