@@ -524,6 +524,10 @@ WINOGRAD_LAYERS = [
     ([dict(type="conv_transpose2d", out=33, kernel=5, stride=2, padding="same"), dict(type="relu")], [136, 10, 8]),
     ([dict(type="conv2d", out=128, kernel=4, stride=2, padding=1)], [32, 18, 18]),
     ([dict(type="conv_transpose2d", out=40, kernel=4, stride=2, padding=1, bias=False)], [128, 9, 12]),
+    # A 4x4 small side at stride 2: one tile per image (cifar10's D 8->4, dcgan64's G 4->8).
+    ([dict(type="conv2d", out=136, kernel=5, stride=2, padding="same"), dict(type="leaky_relu", slope=0.2)],
+     [40, 8, 8]),
+    ([dict(type="conv_transpose2d", out=40, kernel=4, stride=2, padding=1), dict(type="relu")], [128, 4, 4]),
     # Stride 1, 'same': F(4x4, 5x5) for 5x5 kernels (whole tiles, mnist's 7x7 with a partial
     # one, a single 4x4 tile, non-square, odd channel counts), F(4x4, 3x3) for 3x3.
     ([dict(type="conv2d", out=256, kernel=5, stride=1, padding="same", bias=False)], [256, 8, 8]),
@@ -548,14 +552,27 @@ def run_wino(mode, layers, in_shape, bwdw=None, batch=3, threads=None):
     return (algos[0], bwdw_paths[0]), y, dx, net.get_grads()
 
 
-@pytest.mark.parametrize("layers,in_shape", WINOGRAD_LAYERS, ids=lambda v: str(v))
-def test_winograd_passes_match_onednn(layers, in_shape):
+# Small sides the rule leaves to oneDNN (DCGAN_CPU_WINO=all takes them): mnist's 7x7 at stride 2
+# (the rule's under AVX2 only), 5x6 and 2x3 (partial tiles only), a 3x2 output at stride 1.
+WINOGRAD_ANY_SIDE = [
+    ([dict(type="conv2d", out=128, kernel=5, stride=2, padding="same"), dict(type="leaky_relu", slope=0.3)],
+     [64, 14, 14]),
+    ([dict(type="conv_transpose2d", out=64, kernel=5, stride=2, padding="same", bias=False)], [128, 7, 7]),
+    ([dict(type="conv2d", out=128, kernel=5, stride=2, padding="same", bias=False)], [40, 10, 12]),
+    ([dict(type="conv_transpose2d", out=36, kernel=4, stride=2, padding=1), dict(type="relu")], [128, 2, 3]),
+    ([dict(type="conv2d", out=72, kernel=5, stride=1, padding="same")], [64, 3, 2]),
+]
+
+
+@pytest.mark.parametrize("layers,in_shape,mode", [c + (None,) for c in WINOGRAD_LAYERS]
+                         + [c + ("all",) for c in WINOGRAD_ANY_SIDE], ids=lambda v: str(v))
+def test_winograd_passes_match_onednn(layers, in_shape, mode):
     # Forward, input gradient and weight (and bias) gradients of each Winograd variant
     # (winograd.cpp) against oneDNN's direct kernels. F(4x4, 3x3) rounds differently from a
     # direct sum (its transforms scale by up to 8 and 1/24), so the bound is a few 1e-5 of the
     # largest entry rather than fp32's last bits.
     pn, yn, dxn, gn = run_wino("native", layers, in_shape, bwdw="native")
-    pw, yw, dxw, gw = run_wino(None, layers, in_shape)
+    pw, yw, dxw, gw = run_wino(mode, layers, in_shape)
     assert pn == ("native", "native") and pw == ("winograd", "winograd")
     for a, b in [(yn, yw), (dxn, dxw)] + [(gn[k], gw[k]) for k in gn]:
         np.testing.assert_allclose(b, a, rtol=0, atol=3e-5 * np.abs(a).max())
@@ -595,7 +612,7 @@ def test_winograd_products_row_layout(max_isa, monkeypatch):
     # `max_isa`, which layout each product ran on (oneDNN's verbose lines give the strides) and
     # that the passes still match oneDNN's direct kernels: a stride-2 F(4x4, 3x3) layer and a
     # stride-1 F(4x4, 5x5) one, both with channel tails (K, N not multiples of 16).
-    cases = [WINOGRAD_LAYERS[2], WINOGRAD_LAYERS[10]]
+    cases = [WINOGRAD_LAYERS[2], WINOGRAD_LAYERS[12]]
     monkeypatch.setenv("WINO_CASES", json.dumps(cases))
     out = run_under_isa(WINO_ROWS_CODE, max_isa)
     errs = json.loads(next(line for line in out.splitlines() if line.startswith("ERRS"))[5:])
@@ -659,13 +676,19 @@ def test_winograd_layers_are_reported_and_the_setting_validated():
     # 5x5 at stride 1 (F(4x4, 5x5)): from 64 channels and a 4x4 small side.
     assert algos([dict(convt, stride=1, out=128)], [256, 7, 7]) == ["winograd"]
     assert algos([dict(conv, stride=1, out=64)], [64, 4, 4]) == ["winograd"]
-    # Not eligible: at stride 2, a 4x4 or 7x7 small side; at stride 1, a small side under 4x4;
-    # too few channels in the products (a Conv2d's output, a ConvTranspose2d's input, 128 at
-    # 3x3 and stride 2 after the phases, 64 for 5x5 at stride 1); stride 1 with a 4x4 kernel
-    # or without padding; a 3x3 kernel with padding 0 at stride 2 (taps outside the phase
-    # window); a 7x7 kernel.
-    assert algos([conv], [32, 8, 8]) == ["native"]
-    assert algos([conv], [32, 14, 14]) == ["native"]
+    # F(4x4, 3x3): small sides of 4 (one tile) and from 8; 7 where oneDNN dispatches to AVX2.
+    assert algos([conv], [32, 8, 8]) == ["winograd"]
+    assert algos([convt], [128, 4, 8]) == ["winograd"]
+    on_avx2 = "winograd" if CPU_ISA.startswith("avx2") else "native"
+    assert algos([conv], [32, 14, 14]) == [on_avx2]
+    assert algos([convt], [128, 7, 8]) == [on_avx2]
+    # Not eligible: at stride 2, small sides of 5 or 6 (and 7 off AVX2); at stride 1, a small
+    # side under 4x4; too few channels in the products (a Conv2d's output, a ConvTranspose2d's
+    # input, 128 at 3x3 and stride 2 after the phases, 64 for 5x5 at stride 1); stride 1 with a
+    # 4x4 kernel or without padding; a 3x3 kernel with padding 0 at stride 2 (taps outside the
+    # phase window); a 7x7 kernel.
+    assert algos([conv], [32, 12, 12]) == ["native"]
+    assert algos([convt], [128, 5, 8]) == ["native"]
     assert algos([dict(conv, out=120)], [32, 16, 16]) == ["native"]
     assert algos([conv], [16, 16, 16]) == ["native"]
     assert algos([convt], [64, 8, 8]) == ["native"]
@@ -680,7 +703,15 @@ def test_winograd_layers_are_reported_and_the_setting_validated():
     assert algos([dict(conv, kernel=7, padding=3)], [32, 16, 16]) == ["native"]
     with env_var("DCGAN_CPU_WINO", "native"):
         assert algos([convt], [128, 8, 8]) == ["native"]
-    with env_var("DCGAN_CPU_WINO", "fast"), pytest.raises(ValueError, match="DCGAN_CPU_WINO.*'auto' or 'native'"):
+    # "all" lifts the size rule only: any small side, but still not too few channels.
+    with env_var("DCGAN_CPU_WINO", "all"):
+        assert algos([conv], [32, 12, 12]) == ["winograd"]
+        assert algos([dict(conv, stride=1, out=256)], [256, 3, 8]) == ["winograd"]
+        assert algos([dict(conv, out=120)], [32, 16, 16]) == ["native"]
+        assert algos([conv], [32, 12, 12], precision="bf16" if HAS_BF16 else "fp32") == [
+            "native" if HAS_BF16 else "winograd"]
+    with env_var("DCGAN_CPU_WINO", "fast"), pytest.raises(
+            ValueError, match="DCGAN_CPU_WINO: expected 'auto', 'all' or 'native', got 'fast'"):
         _core.Network([convt], [128, 8, 8], 2)
 
 
@@ -692,12 +723,13 @@ def test_winograd_is_fp32_only():
 
 
 @pytest.mark.parametrize("preset,image_shape,winograd_layers",
-                         [("dcgan64", (3, 32, 32), 2), ("cifar10", (3, 32, 32), 5), ("mnist", (1, 28, 28), 1)])
+                         [("dcgan64", (3, 32, 32), 4), ("cifar10", (3, 32, 32), 6),
+                          ("mnist", (1, 28, 28), 3 if CPU_ISA.startswith("avx2") else 1)])
 def test_winograd_training_step_matches_onednn(preset, image_shape, winograd_layers):
     # Whole steps against oneDNN's kernels: the same losses and samples to the transforms'
-    # rounding. dcgan64 at 32x32: G's 8->16 and D's 16->8 layers (stride 2); cifar10: G's three
-    # 8x8 stride-1 layers (F(4x4, 5x5)) and its 8->16 layer, D's 16->8; mnist: G's 7x7
-    # stride-1 layer.
+    # rounding. dcgan64 at 32x32: G's 4->8 and 8->16 layers and D's 16->8 and 8->4 (stride 2);
+    # cifar10: G's three 8x8 stride-1 layers (F(4x4, 5x5)) and its 8->16 layer, D's 16->8 and
+    # 8->4; mnist: G's 7x7 stride-1 layer, and under AVX2 G's 7->14 and D's 14->7.
     def train(mode):
         with env_var("DCGAN_CPU_WINO", mode):
             cfg = dcgan.Config.preset(preset, image_shape=image_shape, batch_size=8, seed=3, threads=1)
@@ -705,135 +737,27 @@ def test_winograd_training_step_matches_onednn(preset, image_shape, winograd_lay
             g, d = cfg.layers()
             algos = (_core.Network(g, [cfg.z_dim], 8).cpu_conv_algorithms()
                      + _core.Network(d, list(cfg.image_shape), 8).cpu_conv_algorithms())
+            first = tr.generate(4, seed=2)
             c, h, w = image_shape
             images = np.random.default_rng(0).integers(0, 256, (16, h, w, c), dtype=np.uint8)
             hist = tr.fit(images[..., 0] if c == 1 else images, steps=3, progress=False)
-        return algos.count("winograd"), np.array(hist["d_loss"] + hist["g_loss"]), tr.generate(4, seed=2)
+        return (algos.count("winograd"), np.array(hist["d_loss"] + hist["g_loss"]), first,
+                tr.generate(4, seed=2))
 
-    (cn, ln, gn), (cw, lw, gw) = train("native"), train(None)
+    (cn, ln, fn, gn), (cw, lw, fw, gw) = train("native"), train(None)
     assert (cn, cw) == (0, winograd_layers)
-    # The first D loss (forward passes of the initial weights only) to the transforms'
-    # rounding; afterwards Adam moves each weight by about lr (2e-4) whatever its gradient's
-    # size, so a gradient near zero that rounds to the other sign moves it the other way, and
-    # the paths drift apart: losses by a few 1e-3 after three steps, samples (values up to 1)
-    # by about 1e-3 on average and a few 1e-2 at single pixels. A wrong pass (a misplaced tap,
-    # a missing tile) differs by far more: the per-layer tests above bound each pass to 3e-5.
+    # The samples of the initial weights and the first D loss (forward passes only) to the
+    # transforms' rounding (samples in [-1, 1]; measured up to 1e-5). Afterwards Adam moves
+    # each weight by about lr (2e-4) whatever its gradient's size, so a gradient near zero that
+    # rounds to the other sign moves it the other way, and the paths drift apart: losses by a
+    # few 1e-3 after three steps, samples by a few 1e-3 on average and a few 1e-2 at single
+    # pixels (dcgan64: 6.1e-3 and 0.05, its four Winograd layers against oneDNN's kernels;
+    # oneDNN's kernels alone at 1 and 2 threads: 2.7e-3 and 0.023). A wrong pass (a misplaced
+    # tap, a missing tile) differs by far more: the per-layer tests above bound each to 3e-5.
+    np.testing.assert_allclose(fw, fn, rtol=0, atol=5e-5)
     np.testing.assert_allclose(lw[0], ln[0], rtol=1e-5)
     np.testing.assert_allclose(lw, ln, rtol=1e-2)
-    assert np.abs(gw - gn).mean() < 5e-3 and np.abs(gw - gn).max() < 0.1
-
-
-# ----------------------------------------------------------------------------- per-tap products
-# Layers tap_conv.cpp takes under DCGAN_CPU_TAPS=all: a 4x4 (or smaller) side at stride 2 with at
-# least 256 channels on both sides. ConvTranspose2d (forward: scatter; backward-data: gather) and
-# Conv2d (the other way round); 5x5 'same' and 4x4 padding-1 kernels, odd sizes, channel counts
-# that are not multiples of 16, bias and fused activations.
-TAP_LAYERS = [
-    ([dict(type="conv_transpose2d", out=256, kernel=5, stride=2, padding="same")], [272, 4, 4]),
-    ([dict(type="conv2d", out=264, kernel=5, stride=2, padding="same", bias=True), dict(type="leaky_relu", slope=0.2)],
-     [256, 8, 7]),
-    ([dict(type="conv_transpose2d", out=256, kernel=4, stride=2, padding=1, bias=False), dict(type="relu")],
-     [256, 3, 4]),
-    ([dict(type="conv2d", out=256, kernel=4, stride=2, padding=1, bias=False)], [260, 8, 8]),
-]
-
-
-def run_taps(mode, layers, in_shape, batch=3, params=None):
-    with env_var("DCGAN_CPU_TAPS", mode):
-        net = _core.Network(layers, in_shape, batch, seed=3)
-        paths = net.cpu_tap_passes()
-    if params is not None:
-        net.set_params(params)
-    rng = np.random.default_rng(0)
-    y = net.forward(rng.standard_normal([batch] + in_shape).astype(np.float32))
-    dx = net.backward(rng.standard_normal(y.shape).astype(np.float32), need_d_input=True)
-    return paths[0], y, dx, net.get_grads(), net
-
-
-@pytest.mark.parametrize("layers,in_shape", TAP_LAYERS, ids=lambda v: str(v))
-def test_tap_passes_match_onednn(layers, in_shape):
-    # Forward and input gradient as per-tap products against oneDNN's kernels: fp32 rounding
-    # of another summation order (measured up to 3e-6 of the largest entry).
-    pn, yn, dxn, gn, _ = run_taps("native", layers, in_shape)
-    pt, yt, dxt, gt, _ = run_taps("all", layers, in_shape)
-    assert (pn, pt) == ("native", "both")
-    for a, b in [(yn, yt), (dxn, dxt)] + [(gn[k], gt[k]) for k in gn]:
-        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * np.abs(a).max())
-    assert not np.array_equal(yn, yt) and not np.array_equal(dxn, dxt)
-
-
-def test_tap_passes_follow_weight_updates():
-    # After new weights (as after an Adam step) both passes use them: the per-tap passes lay
-    # out their own copy when the parameters' version changes.
-    layers = [dict(type="conv_transpose2d", out=512, kernel=5, stride=2, padding="same", bias=False)]
-    in_shape = [512, 2, 3]
-    paths, _, _, _, net = run_taps("all", layers, in_shape)
-    _, _, _, _, ref = run_taps("native", layers, in_shape)
-    assert paths == "both"
-    new = {k: (v * -1.5 + 0.01).astype(np.float32) for k, v in ref.get_params().items()}
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal([3] + in_shape).astype(np.float32)
-    dy = rng.standard_normal([3, 512, 4, 6]).astype(np.float32)
-    out = []
-    for n in (net, ref):
-        n.set_params(new)
-        out.append((n.forward(x), n.backward(dy, need_d_input=True), n.get_grads()["0.weight"]))
-    for a, b in zip(out[1], out[0]):
-        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * np.abs(a).max())
-
-
-@needs_x86
-def test_tap_rule_per_isa():
-    # dcgan64's G3 (1024 -> 512 from 4x4) takes both per-tap passes under AVX2 and none under
-    # AVX-512; D's 256 -> 512 layer (to 4x4) and bf16 networks stay native; DCGAN_CPU_TAPS=all
-    # takes every eligible pass, =native none, and a bad value is refused.
-    code = """
-    from dcgan import _core
-    g3 = dict(type="conv_transpose2d", out=512, kernel=5, stride=2, padding="same", bias=False)
-    d8 = dict(type="conv2d", out=512, kernel=5, stride=2, padding="same", bias=False)
-    print(_core.Network([g3], [1024, 4, 4], 8).cpu_tap_passes()[0],
-          _core.Network([d8], [256, 8, 8], 8).cpu_tap_passes()[0])
-    """
-    assert run_under_isa(code, "AVX2").split() == ["both", "native"]
-    if CPU_ISA.startswith("avx512"):
-        assert run_under_isa(code, "ALL").split() == ["native", "native"]
-    g3 = [dict(type="conv_transpose2d", out=512, kernel=5, stride=2, padding="same", bias=False)]
-    with env_var("DCGAN_CPU_TAPS", "all"):
-        assert _core.Network(g3, [1024, 4, 4], 2).cpu_tap_passes() == ["both"]
-    if HAS_BF16:
-        assert _core.Network(g3, [1024, 4, 4], 2, precision="bf16").cpu_tap_passes() == ["native"]
-    with env_var("DCGAN_CPU_TAPS", "native"):
-        assert _core.Network(g3, [1024, 4, 4], 2).cpu_tap_passes() == ["native"]
-    with env_var("DCGAN_CPU_TAPS", "fast"), pytest.raises(ValueError, match="DCGAN_CPU_TAPS.*'auto', 'all' or 'native'"):
-        _core.Network(g3, [1024, 4, 4], 2)
-
-
-def test_tap_training_step_matches_onednn():
-    # dcgan64 at 64x64: G's 1024 -> 512 layer from 4x4 on per-tap products (DCGAN_CPU_TAPS=all:
-    # both passes, as the rule takes them under AVX2), against oneDNN's kernels: samples of the
-    # initial weights, then
-    # two whole steps. The samples, the first D loss (forward passes only) and the first G loss
-    # (after one D update, through G's per-tap forward) agree to rounding. This model at batch 8
-    # is chaotic after that: oneDNN's own kernels at 1 and 2 threads gave second D losses of
-    # 2.452 and 2.434, third ones of 1.300 and 1.312 (the per-tap run: 2.428, 1.381), and samples
-    # after two steps 0.011 apart on average (per-tap: 0.014). So the second losses are bounded
-    # loosely; a wrong pass differs by far more, and the per-layer tests above bound each pass.
-    def train(mode):
-        with env_var("DCGAN_CPU_TAPS", mode):
-            cfg = dcgan.Config.preset("dcgan64", batch_size=8, seed=3, threads=2)
-            tr = dcgan.Trainer(cfg)
-            g, _ = cfg.layers()
-            paths = _core.Network(g, [cfg.z_dim], 8).cpu_tap_passes()
-            samples = tr.generate(4, seed=2)
-            images = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
-            hist = tr.fit(images, steps=2, progress=False)
-        return [p for p in paths if p not in (None, "native")], hist["d_loss"], hist["g_loss"], samples
-
-    (pn, dn, gn, sn), (pt, dt, gt, st) = train("native"), train("all")
-    assert pn == [] and pt == ["both"]
-    np.testing.assert_allclose(st, sn, rtol=0, atol=5e-5)  # (images in [-1, 1]; measured 1.1e-5)
-    np.testing.assert_allclose([dt[0], gt[0]], [dn[0], gn[0]], rtol=1e-5)
-    np.testing.assert_allclose([dt[1], gt[1]], [dn[1], gn[1]], rtol=2e-2)
+    assert np.abs(gw - gn).mean() < 1e-2 and np.abs(gw - gn).max() < 0.1
 
 
 # ----------------------------------------------------------------------------- activation layout

@@ -640,16 +640,6 @@ class PyNetwork {
       return cpu::use_winograd(precision_ == "bf16", L) ? "winograd" : "native";
     });
   }
-  // Per layer: which of a convolution's forward and backward-data run as one matrix product per
-  // kernel tap on the CPU backend ("both", "forward", "backward_data" or "native";
-  // DCGAN_CPU_TAPS is read at this call), None for other layers.
-  py::list cpu_tap_passes() {
-    return per_conv_layer("per-tap passes", [&](const ResolvedLayer& L) {
-      const bool bf16 = precision_ == "bf16";
-      const bool f = cpu::use_tap_conv(bf16, L, true), d = cpu::use_tap_conv(bf16, L, false);
-      return f && d ? "both" : f ? "forward" : d ? "backward_data" : "native";
-    });
-  }
   // Per layer: "matmul" or "native" for the few-channel pass of a convolution on the CPU backend
   // (a ConvTranspose2d's forward, a Conv2d's backward-data; DCGAN_CPU_THIN is read at this
   // call), None for other layers.
@@ -963,6 +953,5 @@ PYBIND11_MODULE(_core, m) {
       .def("cpu_backward_weights", &PyNetwork::cpu_backward_weights)
       .def("cpu_few_channel_paths", &PyNetwork::cpu_few_channel_paths)
       .def("cpu_conv_algorithms", &PyNetwork::cpu_conv_algorithms)
-      .def("cpu_tap_passes", &PyNetwork::cpu_tap_passes)
       .def_property_readonly("device", &PyNetwork::device);
 }

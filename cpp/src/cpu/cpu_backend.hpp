@@ -89,11 +89,6 @@ bool use_gemm_weights(bool bf16, const ResolvedLayer& L);
 // (DCGAN_CPU_THIN, the shape).
 bool use_thin_scatter(const ResolvedLayer& L);
 
-// Whether Conv2d/ConvTranspose2d layer L runs its forward (`forward`) or its backward-data as
-// one matrix product per kernel tap (tap_conv.cpp) rather than on oneDNN's own kernel, as this
-// process would compile it (DCGAN_CPU_TAPS, the shape, the ISA, fp32 only).
-bool use_tap_conv(bool bf16, const ResolvedLayer& L, bool forward);
-
 // Whether Conv2d/ConvTranspose2d layer L runs as a Winograd convolution (winograd.cpp: a
 // stride-2 layer as F(4x4, 3x3) of its phase images, a 'same' stride-1 layer as F(4x4, 5x5) or
 // F(4x4, 3x3); forward, backward-data and backward-weights) rather than on oneDNN's own kernels,

@@ -27,11 +27,7 @@ namespace {
 // DCGAN_CPU_BWDW: "auto" (unset: the rule below), "gemm" (every eligible layer) or "native"
 // (oneDNN's own kernel everywhere), read when a network is compiled.
 std::string bwdw_setting() {
-  const char* v = std::getenv("DCGAN_CPU_BWDW");
-  const std::string s = v && *v ? v : "auto";
-  if (s != "auto" && s != "gemm" && s != "native")
-    throw InvalidArgument("DCGAN_CPU_BWDW: expected 'auto', 'gemm' or 'native', got '" + s + "'");
-  return s;
+  return cpu_path_setting("DCGAN_CPU_BWDW", {"auto", "gemm", "native"});
 }
 
 // Where the matrix products beat oneDNN 3.2's direct kernels, measured layer by layer with

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -95,14 +96,33 @@ inline memory adapt(Ctx& c, const memory& have, const md_t& want, std::optional<
   return m;
 }
 
-// An "auto|native" switch of a CPU fast path (DCGAN_CPU_THIN, DCGAN_CPU_WINO): true for "auto"
-// (the default, also when unset or empty), false for "native"; anything else is refused.
-inline bool auto_or_native(const char* var) {
+// The setting of a CPU fast path (DCGAN_CPU_THIN, DCGAN_CPU_WINO, DCGAN_CPU_BWDW): the
+// variable's value, "auto" when unset or empty. `allowed` lists the values it may take, "auto"
+// first; anything else is refused with a message naming them.
+inline std::string cpu_path_setting(const char* var, std::initializer_list<const char*> allowed) {
   const char* v = std::getenv(var);
   const std::string s = v && *v ? v : "auto";
-  if (s != "auto" && s != "native")
-    throw InvalidArgument(std::string(var) + ": expected 'auto' or 'native', got '" + s + "'");
-  return s == "auto";
+  std::string names;
+  size_t i = 0;
+  for (const char* a : allowed) {
+    if (s == a) return s;
+    names += (i == 0 ? "'" : i + 1 == allowed.size() ? " or '" : ", '") + std::string(a) + "'";
+    ++i;
+  }
+  throw InvalidArgument(std::string(var) + ": expected " + names + ", got '" + s + "'");
+}
+
+// An "auto|native" switch of a CPU fast path (DCGAN_CPU_THIN): true for "auto".
+inline bool auto_or_native(const char* var) {
+  return cpu_path_setting(var, {"auto", "native"}) == "auto";
+}
+
+// Whether oneDNN dispatches to an AVX2 ISA here (no AVX-512): its direct convolution kernels
+// are slower there relative to its matmul, and the matmul is gemm-based (no brgemm).
+inline bool onednn_avx2_only() {
+  using I = dnnl::cpu_isa;
+  const I isa = dnnl::get_effective_cpu_isa();
+  return isa == I::avx2 || isa == I::avx2_vnni || isa == I::avx2_vnni_2;
 }
 
 class Layer {
@@ -163,16 +183,6 @@ std::unique_ptr<ThinScatter> make_thin_scatter(Ctx& c, const ResolvedLayer& L, i
                                                const memory& s, const memory& w_canon,
                                                const float* bias, const ResolvedLayer* act,
                                                const memory& b_out);
-
-// A Conv2d/ConvTranspose2d forward (`forward`) or backward-data as one matrix product per
-// kernel tap (tap_conv.cpp), with the ThinScatter interface. `from`: the pass's input (the
-// layer's input, or its output gradient), `to`: its result (output, or input gradient), both
-// any layout; `bias` and `act` as for ThinScatter (forward only, else null).
-bool use_tap_conv(const Ctx& c, const ResolvedLayer& L, bool forward);
-std::unique_ptr<ThinScatter> make_tap_conv(Ctx& c, const ResolvedLayer& L, int64_t batch,
-                                           bool forward, const memory& from, const memory& w_canon,
-                                           const float* bias, const ResolvedLayer* act,
-                                           const memory& to);
 
 // A Conv2d/ConvTranspose2d as a Winograd convolution (winograd.cpp: stride 2 through its phase
 // images, or 'same' at stride 1). `x`, `y`, `dy`, `dx`: the layer's input, output, output gradient

@@ -82,14 +82,6 @@ class WeightedLayer : public Layer {
     const bool thin = use_thin_scatter(L_);
     if (thin && s.kind == LayerKind::ConvTranspose2d)
       any_dst = md_t({batch_, s.out, L_.out[1], L_.out[2]}, act, tag::nhwc);
-    // Forward and/or backward-data as one matrix product per kernel tap (tap_conv.cpp), on
-    // NHWC activations: the layer's own when both passes are, else reordered at the pass (with
-    // NHWC operands oneDNN's backward-data kernel for dcgan64's G3 ran 1.7x slower on AVX-512).
-    const bool tap_f = use_tap_conv(c, L_, true), tap_d = use_tap_conv(c, L_, false);
-    if (tap_f && tap_d) {
-      any_src = md_t({batch_, L_.in[0], L_.in[1], L_.in[2]}, act, tag::nhwc);
-      any_dst = md_t({batch_, s.out, L_.out[1], L_.out[2]}, act, tag::nhwc);
-    }
     switch (s.kind) {
       case LayerKind::Dense: {
         inner_product_forward::primitive_desc f(c.eng, P, any_src, any_w, b_md, any_dst, attr);
@@ -146,12 +138,6 @@ class WeightedLayer : public Layer {
           has_bias ? static_cast<const float*>(b_.get_data_handle()) : nullptr, act_, out);
     if (thin && s.kind == LayerKind::Conv2d)
       thin_bd_ = make_thin_scatter(c, L_, batch_, d_out, w_canon_, nullptr, nullptr, d_in_);
-    if (tap_f)
-      tap_fwd_ = make_tap_conv(c, L_, batch_, true, src_, w_canon_,
-                               has_bias ? static_cast<const float*>(b_.get_data_handle()) : nullptr,
-                               act_, out);
-    if (tap_d)
-      tap_bd_ = make_tap_conv(c, L_, batch_, false, d_out, w_canon_, nullptr, nullptr, d_in_);
     // Backward-data operands.
     dd_bd_ = adapt(c, d_out, bd_dst_md_, &dd_bd_reorder_, true);
     w_bd_ = bd_w_md_ == fwd_w_md_ ? w_fwd_ : adapt(c, w_canon_, bd_w_md_, &w_bd_reorder_, true);
@@ -198,11 +184,6 @@ class WeightedLayer : public Layer {
       wino_->forward(s, ps_.version());
       return;
     }
-    // The per-tap forward lays out its own weights (a native backward-data refreshes oneDNN's).
-    if (tap_fwd_) {
-      tap_fwd_->run(s, ps_.version());
-      return;
-    }
     refresh_w_fwd(s);
     if (thin_fwd_) {
       thin_fwd_->run(s, ps_.version());
@@ -227,8 +208,8 @@ class WeightedLayer : public Layer {
                         w && L_.spec.bias ? ps_.grad(slot) + L_.params[1].offset : nullptr);
       if (need_d_in && ds_reorder_) ds_reorder_->run(s);
       if (wino_w_) return;
-    } else if (need_d_in && (thin_bd_ || tap_bd_)) {
-      (thin_bd_ ? thin_bd_ : tap_bd_)->run(s, ps_.version());
+    } else if (need_d_in && thin_bd_) {
+      thin_bd_->run(s, ps_.version());
     } else if (need_d_in) {
       if (w_bd_reorder_ && w_bd_version_ != ps_.version()) {
         w_bd_reorder_->run(s);
@@ -285,7 +266,6 @@ class WeightedLayer : public Layer {
   std::unique_ptr<GemmWeights> gemm_w_;  // backward-weights as matrix products, or nullptr
   // A ConvTranspose2d's forward, or a Conv2d's backward-data, as a matrix product, or nullptr.
   std::unique_ptr<ThinScatter> thin_fwd_, thin_bd_;
-  std::unique_ptr<ThinScatter> tap_fwd_, tap_bd_;  // per-tap matrix products, or nullptr
   std::unique_ptr<WinoConv> wino_;  // forward and backward-data as Winograd convolutions, or null
   bool wino_w_ = false;             // and backward-weights
   Prim fwd_, bwd_d_, bwd_w_, act_bwd_;

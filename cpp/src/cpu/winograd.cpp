@@ -39,9 +39,10 @@ namespace dcgan::cpu {
 
 namespace {
 
-// DCGAN_CPU_WINO: "auto" (unset: every eligible layer) or "native" (oneDNN's own kernels),
-// read when a network is compiled.
-bool wino_enabled() { return auto_or_native("DCGAN_CPU_WINO"); }
+// DCGAN_CPU_WINO, read when a network is compiled: "auto" (unset: the layers use_winograd's
+// rule takes), "all" (also the small sides that rule leaves to oneDNN, for tests and
+// benchmarks) or "native" (oneDNN's own kernels everywhere).
+std::string wino_setting() { return cpu_path_setting("DCGAN_CPU_WINO", {"auto", "all", "native"}); }
 
 constexpr int kV = 16;  // channels per vector of the transforms
 
@@ -620,7 +621,9 @@ bool five_by_five(const LayerSpec& s) { return s.stride == 1 && s.kernel == 5; }
 bool use_winograd(bool bf16, const ResolvedLayer& L) {
   const LayerSpec& s = L.spec;
   if (s.kind != LayerKind::Conv2d && s.kind != LayerKind::ConvTranspose2d) return false;
-  if (bf16 || !wino_enabled()) return false;
+  const std::string mode = wino_setting();
+  if (bf16 || mode == "native") return false;
+  const bool any_side = mode == "all";
   const bool conv = s.kind == LayerKind::Conv2d;
   const Shape& small = conv ? L.out : L.in;
   const Shape& big = conv ? L.in : L.out;
@@ -642,15 +645,24 @@ bool use_winograd(bool bf16, const ResolvedLayer& L) {
   // channels and small sides of 4x4 to 32x32, on AVX-512 and AVX2; 32 channels ran
   // 0.82-1.08x. Its transforms move 64/16 floats per input element, its transformed weights
   // are 64/25 of the weights.
-  if (five_by_five(s)) return small[1] >= 4 && small[2] >= 4 && std::min(k, n) >= 64;
-  // F(4x4, 3x3): a small side of at least 8x8. At 4x4 (dcgan64's G3 and D8: one tile per
-  // image) the products are too short to pay for the transformed weights (5.8 times the
-  // layer's weights, rebuilt after every update); at 7x7 (mnist) a third of the 8x8 tiles is
-  // padding (bench/RESULTS.md, issue 13, sixth pass). And at least 128 channels in the
-  // products (K = the engine's input channels, N = its output channels, phases included) to
-  // outweigh the transforms, which move 36 floats per tile and channel (at 64, a 3x3 stride-1
-  // layer ran 0.92x).
-  return small[1] >= 8 && small[2] >= 8 && std::min(k, n) >= 128;
+  if (five_by_five(s))
+    return (any_side || (small[1] >= 4 && small[2] >= 4)) && std::min(k, n) >= 64;
+  // F(4x4, 3x3): at least 128 channels in the products (K = the engine's input channels, N =
+  // its output channels, phases included) to outweigh the transforms, which move 36 floats per
+  // tile and channel (at 64, a 3x3 stride-1 layer ran 0.92x). And small sides the 4x4 tiles
+  // cover without much padding (bench/RESULTS.md, issue 13, sixth and ninth passes; native /
+  // Winograd per pass, batch 64, Zen 4):
+  // - 8 and more: 1.1-2.5x.
+  // - 4 (one tile per image: cifar10's D 8->4, dcgan64's G 4->8 and D 8->4): 1.2-2.6x with 256
+  //   channels or more on AVX2 and AVX-512 alike, about even with 64-128; whole steps 1.07-1.21x
+  //   faster although G 4->8's transformed weights are 5.8x its weights, rebuilt every update.
+  // - 7 (mnist: 8x8 tiles, a quarter of them padding): 1.0-1.7x on AVX2, 0.77-1.04x on AVX-512
+  //   (its direct kernels are faster); whole mnist steps 1.16x faster on AVX2, 0.96x on AVX-512.
+  // - 5 and 6: 0.45-1.06x on both.
+  const auto side_ok = [any_side](int64_t a) {
+    return any_side || a >= 8 || a == 4 || (a == 7 && onednn_avx2_only());
+  };
+  return side_ok(small[1]) && side_ok(small[2]) && std::min(k, n) >= 128;
 }
 
 bool use_winograd(const Ctx& c, const ResolvedLayer& L) {
