@@ -654,8 +654,9 @@ bool use_winograd(bool bf16, const ResolvedLayer& L) {
   // Winograd per pass, batch 64, Zen 4):
   // - 8 and more: 1.1-2.5x.
   // - 4 (one tile per image: cifar10's D 8->4, dcgan64's G 4->8 and D 8->4): 1.2-2.6x with 256
-  //   channels or more on AVX2 and AVX-512 alike, about even with 64-128; whole steps 1.07-1.21x
-  //   faster although G 4->8's transformed weights are 5.8x its weights, rebuilt every update.
+  //   channels or more on AVX2 and AVX-512 alike (but G 4->8's backward-weights alone 0.74x on
+  //   AVX-512), about even with 64-128; whole steps 1.07-1.21x faster although G 4->8's
+  //   transformed weights are 5.8x its weights, rebuilt every update.
   // - 7 (mnist: 8x8 tiles, a quarter of them padding): 1.0-1.7x on AVX2, 0.77-1.04x on AVX-512
   //   (its direct kernels are faster); whole mnist steps 1.16x faster on AVX2, 0.96x on AVX-512.
   // - 5 and 6: 0.45-1.06x on both.
