@@ -648,6 +648,25 @@ def test_winograd_backward_weights_yields_to_a_named_path():
         np.testing.assert_allclose(dx, dx0, rtol=0, atol=3e-5 * np.abs(dx0).max())
 
 
+@pytest.mark.parametrize("case", [WINOGRAD_LAYERS[1], WINOGRAD_LAYERS[6]], ids=["convT_from_8x8", "conv_to_4x4"])
+def test_winograd_weight_gradient_leaves_the_weights_intact(case):
+    # The weight gradient's dU is computed into the transformed weights' buffer (U), which is
+    # then rebuilt when next needed: a second backward and a forward after it, with no update
+    # between, give the same bits as the first ones.
+    layers, in_shape = case
+    net = _core.Network(layers, in_shape, 3, seed=3)
+    assert net.cpu_conv_algorithms()[0] == "winograd"
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal([3] + in_shape).astype(np.float32)
+    y = net.forward(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    first = (net.backward(dy, need_d_input=True), net.get_grads())
+    second = (net.backward(dy, need_d_input=True), net.get_grads())
+    assert np.array_equal(first[0], second[0])
+    assert all(np.array_equal(first[1][k], second[1][k]) for k in first[1])
+    assert np.array_equal(net.forward(x), y)
+
+
 def test_winograd_is_deterministic():
     # The same network and inputs twice give the same bits (the transforms give each element to
     # one thread, overlapping tiles are gathered in a fixed order); the transforms alone do not

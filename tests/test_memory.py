@@ -27,8 +27,9 @@ def run_child(code: str, timeout: int = 1200) -> dict:
 def test_celeba_sized_uint8_array_trains_within_its_size_plus_2_gb():
     """200,000 x 64 x 64 x 3 uint8 (2.46 GB; 9.8 GB as the float32 copy fit used to make),
     dcgan64 at batch 64, 2 steps: peak RSS within the array's size + 2 GB. (1.5 GB until G's
-    4->8 layer became a Winograd convolution: its transformed weights and their gradient take
-    302 MB each; measured margin 1.75 GB. A float32 copy of the data would add 9.8 GB.)"""
+    4->8 layer became a Winograd convolution: its transformed weights take 302 MB; measured
+    margin 1.53 GB, 1.75 before that layer's weight gradient shared their buffer. A float32 copy
+    of the data would add 9.8 GB.)"""
     out = run_child("""
         import json, resource
         import numpy as np

@@ -187,7 +187,9 @@ std::unique_ptr<ThinScatter> make_thin_scatter(Ctx& c, const ResolvedLayer& L, i
 // A Conv2d/ConvTranspose2d as a Winograd convolution (winograd.cpp: stride 2 through its phase
 // images, or 'same' at stride 1). `x`, `y`, `dy`, `dx`: the layer's input, output, output gradient
 // and input gradient, f32 NHWC; `w_canon`: the weights in PyTorch's layout; `bias` (or null) and
-// `act` (the fused activation, or null) as for ThinScatter.
+// `act` (the fused activation, or null) as for ThinScatter. `one_weight_pass`: the network takes
+// one weight gradient per update (one gradient slot: G, a classifier), so the weight gradient's
+// transformed form may overwrite the transformed weights, which the update makes stale anyway.
 class WinoConv {
  public:
   virtual ~WinoConv() = default;
@@ -201,7 +203,7 @@ bool use_winograd(const Ctx& c, const ResolvedLayer& L);
 std::unique_ptr<WinoConv> make_winograd(Ctx& c, const ResolvedLayer& L, int64_t batch,
                                         const memory& x, const memory& y, const memory& dy,
                                         const memory& dx, const memory& w_canon, const float* bias,
-                                        const ResolvedLayer* act);
+                                        const ResolvedLayer* act, bool one_weight_pass);
 
 // One factory per family. `act`: the activation layer after this one, fused into it by the
 // network (net.cpp decides which pairs fuse), or nullptr. `channels_last`: a convolution's

@@ -143,9 +143,9 @@ class WeightedLayer : public Layer {
     w_bd_ = bd_w_md_ == fwd_w_md_ ? w_fwd_ : adapt(c, w_canon_, bd_w_md_, &w_bd_reorder_, true);
     ds_ = adapt(c, d_in_, bd_src_md_, &ds_reorder_, false);
     if (wino) {
-      wino_ =
-          make_winograd(c, L_, batch_, src_, out, d_out, ds_, w_canon_,
-                        has_bias ? static_cast<const float*>(b_.get_data_handle()) : nullptr, act_);
+      wino_ = make_winograd(c, L_, batch_, src_, out, d_out, ds_, w_canon_,
+                            has_bias ? static_cast<const float*>(b_.get_data_handle()) : nullptr,
+                            act_, ps_.grad_slots == 1);
     }
     if (wino_w_) {
       for (int slot = 0; slot < ps_.grad_slots; ++slot)

@@ -301,8 +301,15 @@ class Winograd : public WinoConv {
  public:
   Winograd(Ctx& c, const ResolvedLayer& L, int64_t batch, const memory& x, const memory& y,
            const memory& dy, const memory& dx, const memory& w_canon, const float* bias,
-           const ResolvedLayer* act)
-      : c_(c), bias_(bias), x_(x), y_(y), dy_(dy), dx_(dx), w_canon_(w_canon) {
+           const ResolvedLayer* act, bool one_weight_pass)
+      : c_(c),
+        bias_(bias),
+        x_(x),
+        y_(y),
+        dy_(dy),
+        dx_(dx),
+        w_canon_(w_canon),
+        du_in_u_(one_weight_pass) {
     const LayerSpec& s = L.spec;
     conv_ = s.kind == LayerKind::Conv2d;
     phases_ = s.stride == 2;
@@ -320,10 +327,14 @@ class Winograd : public WinoConv {
     // The products, on dense rows; or on rows kRowPad floats longer where oneDNN runs them on
     // its gemm-based matmul (see kRowPad).
     if (plan_products(c, 0)) plan_products(c, kRowPad);
-    // Work buffers (shared with the other layers' passes): V (AA, T, K), M (AA, T, N),
-    // dU (AA, K, N); U (AA, K, N) is this layer's (it lives from one weight update to the next).
-    const int64_t v_sz = AA * T_ * ldk_, m_sz = AA * T_ * ldn_, u_sz = AA * K_ * ldn_;
-    work_ = c.work(md_t({v_sz + m_sz + u_sz}, dt::f32, tag::a));
+    // Work buffers (shared with the other layers' passes): V (AA, T, K), M (AA, T, N) and, in a
+    // network with two weight passes per update (D), dU (AA, K, N). U (AA, K, N) is this
+    // layer's (it lives from one weight update to the next); with one weight pass per update
+    // (G), dU is computed into U's buffer (dcgan64's G 4->8: 302 MB each), as U is rebuilt after
+    // the update anyway. In D that would cost a rebuild per weight pass (cifar10's D 8->4: 13 ms).
+    const int64_t v_sz = AA * T_ * ldk_, m_sz = AA * T_ * ldn_;
+    const int64_t du_sz = du_in_u_ ? 0 : AA * K_ * ldn_;
+    work_ = c.work(md_t({v_sz + m_sz + du_sz}, dt::f32, tag::a));
     v_off_ = 0, m_off_ = v_sz, du_off_ = v_sz + m_sz;
     u_ = memory(md_u_, c.eng);
     if (act) {
@@ -363,11 +374,13 @@ class Winograd : public WinoConv {
     if (dw_canon) {
       input_transform(ptr(x_), work + v_off_);
       s.wait();
+      float* du = du_in_u_ ? ptr(u_) : work + du_off_;
+      if (du_in_u_) u_version_ = ~0ull;  // U is rebuilt when it is next needed
       bwd_w_.run(s, {{DNNL_ARG_SRC, mem(md_vt_, work + v_off_)},
                      {DNNL_ARG_WEIGHTS, mem(md_m_, dm)},
-                     {DNNL_ARG_DST, mem(md_u_, work + du_off_)}});
+                     {DNNL_ARG_DST, mem(md_u_, du)}});
       s.wait();
-      weight_adjoint(work + du_off_, static_cast<float*>(dw_canon->get_data_handle()));
+      weight_adjoint(du, static_cast<float*>(dw_canon->get_data_handle()));
       if (db) bias_grad(db);
     }
   }
@@ -602,6 +615,7 @@ class Winograd : public WinoConv {
   View ex_, ey_;
   int64_t K_ = 0, N_ = 0, th_ = 0, tw_ = 0, T_ = 0, ldk_ = 0, ldn_ = 0;
   int64_t v_off_ = 0, m_off_ = 0, du_off_ = 0;
+  bool du_in_u_ = false;  // dU computed into U's buffer (one weight pass per update)
   md_t md_v_, md_m_, md_u_, md_ut_, md_vt_;
   Prim fwd_, bwd_d_, bwd_w_, act_;
   bool has_act_ = false;
@@ -673,10 +687,12 @@ bool use_winograd(const Ctx& c, const ResolvedLayer& L) {
 std::unique_ptr<WinoConv> make_winograd(Ctx& c, const ResolvedLayer& L, int64_t batch,
                                         const memory& x, const memory& y, const memory& dy,
                                         const memory& dx, const memory& w_canon, const float* bias,
-                                        const ResolvedLayer* act) {
+                                        const ResolvedLayer* act, bool one_weight_pass) {
   if (five_by_five(L.spec))
-    return std::make_unique<Winograd<4, 5>>(c, L, batch, x, y, dy, dx, w_canon, bias, act);
-  return std::make_unique<Winograd<4, 3>>(c, L, batch, x, y, dy, dx, w_canon, bias, act);
+    return std::make_unique<Winograd<4, 5>>(c, L, batch, x, y, dy, dx, w_canon, bias, act,
+                                            one_weight_pass);
+  return std::make_unique<Winograd<4, 3>>(c, L, batch, x, y, dy, dx, w_canon, bias, act,
+                                          one_weight_pass);
 }
 
 }  // namespace dcgan::cpu
