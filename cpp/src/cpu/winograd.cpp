@@ -31,6 +31,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "cpu/layer.hpp"
@@ -260,17 +261,19 @@ inline void transform2d(const Vec* in, Vec* tmp, Vec* out) {
   for (int s = 0; s < S; ++s) F(tmp + s * R, 1, out + s * S, 1);
 }
 
-// kV floats (the first n of them from src, zeros after) into dst, and back.
+// kV floats (the first n of them from src, zeros after) into dst, and back. Whole vectors are
+// copied with memcpy: GCC 12 turned the element loop into scalar loads and inserts (perf on
+// mnist, bench/RESULTS.md, issue 13, tenth pass); memcpy compiles to vector moves.
 inline void load(Vec& dst, const float* src, int n) {
   if (n == kV) {
-    for (int v = 0; v < kV; ++v) dst[v] = src[v];
+    std::memcpy(dst, src, sizeof(Vec));
   } else {
     for (int v = 0; v < kV; ++v) dst[v] = v < n ? src[v] : 0.f;
   }
 }
 inline void store(float* dst, const Vec& src, int n) {
   if (n == kV) {
-    for (int v = 0; v < kV; ++v) dst[v] = src[v];
+    std::memcpy(dst, src, sizeof(Vec));
   } else {
     for (int v = 0; v < n; ++v) dst[v] = src[v];
   }
