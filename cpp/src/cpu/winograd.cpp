@@ -317,6 +317,7 @@ class Winograd : public WinoConv {
     conv_ = s.kind == LayerKind::Conv2d;
     phases_ = s.stride == 2;
     k_ = s.kernel, lo_h_ = L.pad_h.lo, lo_w_ = L.pad_w.lo;
+    set_up_taps();
     ci_ = L.in[0], co_ = s.out, n_ = batch;
     const Shape& small = conv_ ? L.out : L.in;
     const int64_t h = small[1], w = small[2];
@@ -418,14 +419,27 @@ class Winograd : public WinoConv {
   // ky = lo + a - 2*(ey-1), W (in, out, k, k); phase p = 2a + b.
   // At stride 1 (P = 1, window offsets e - PAD): Conv2d's tap ky = ey - PAD + lo,
   // ConvTranspose2d's ky = lo + PAD - ey.
-  int64_t canon(int64_t n, int64_t k, int ey, int ex) const {
+  // The index is base(n, k) + tap_[p][ey*R + ex]: base is where the k x k kernel of (o, i)
+  // starts, tap_ (set up once) the tap's offset in it or -1. Channel n's phase and base for a
+  // fixed k come from engine_weight.
+  void set_up_taps() {
+    for (int p = 0; p < 4; ++p)
+      for (int e = 0; e < R * R; ++e) {
+        const int64_t a = p / 2, b = p % 2, f = phases_ ? 2 : 1;  // f: window offset -> tap
+        const int64_t ey = e / R, ex = e % R;
+        const int64_t ky = conv_ ? f * (ey - PAD) + a + lo_h_ : lo_h_ + a - f * (ey - PAD);
+        const int64_t kx = conv_ ? f * (ex - PAD) + b + lo_w_ : lo_w_ + b - f * (ex - PAD);
+        const bool in = ky >= 0 && ky < k_ && kx >= 0 && kx < k_;
+        tap_[p][e] = in ? ky * k_ + kx : -1;
+      }
+  }
+  // The tap table row (phase) and the kernel's start in the canonical weights of engine weight
+  // (n, k).
+  void engine_weight(int64_t n, int64_t k, const int64_t*& taps, int64_t& base) const {
     const int64_t p = !phases_ ? 0 : conv_ ? k / ci_ : n / co_;
     const int64_t o = conv_ ? n : n % co_, i = conv_ ? k % ci_ : k;
-    const int64_t a = p / 2, b = p % 2, f = phases_ ? 2 : 1;  // f: window offset -> tap
-    const int64_t ky = conv_ ? f * (ey - PAD) + a + lo_h_ : lo_h_ + a - f * (ey - PAD);
-    const int64_t kx = conv_ ? f * (ex - PAD) + b + lo_w_ : lo_w_ + b - f * (ex - PAD);
-    if (ky < 0 || ky >= k_ || kx < 0 || kx >= k_) return -1;
-    return conv_ ? ((o * ci_ + i) * k_ + ky) * k_ + kx : ((i * co_ + o) * k_ + ky) * k_ + kx;
+    taps = tap_[p];
+    base = (conv_ ? o * ci_ + i : i * co_ + o) * k_ * k_;
   }
 
   void refresh_weights(uint64_t version) {
@@ -440,11 +454,15 @@ class Winograd : public WinoConv {
       alignas(64) Vec g[R * R], tmp[A * R], out[AA];
       for (int64_t n0 = 0; n0 < N; n0 += kV) {
         const int nv = static_cast<int>(std::min<int64_t>(kV, N - n0));
-        for (int e = 0; e < R * R; ++e)
-          for (int v = 0; v < kV; ++v) {
-            const int64_t t = v < nv ? canon(n0 + v, k, e / R, e % R) : -1;
-            g[e][v] = t < 0 ? 0.f : w[t];
+        for (int v = 0; v < kV; ++v) {
+          const int64_t* taps = nullptr;
+          int64_t base = 0;
+          if (v < nv) engine_weight(n0 + v, k, taps, base);
+          for (int e = 0; e < R * R; ++e) {
+            const int64_t t = v < nv ? taps[e] : -1;
+            g[e][v] = t < 0 ? 0.f : w[base + t];
           }
+        }
         transform2d<R, A, F::g>(g, tmp, out);
         for (int xi = 0; xi < AA; ++xi) store(u + (xi * K + k) * ld + n0, out[xi], nv);
       }
@@ -461,11 +479,13 @@ class Winograd : public WinoConv {
         const int nv = static_cast<int>(std::min<int64_t>(kV, N - n0));
         for (int xi = 0; xi < AA; ++xi) load(in[xi], du + (xi * K + k) * ld + n0, nv);
         transform2d<A, R, F::gt>(in, tmp, g);
-        for (int e = 0; e < R * R; ++e)
-          for (int v = 0; v < nv; ++v) {
-            const int64_t t = canon(n0 + v, k, e / R, e % R);
-            if (t >= 0) dw[t] = g[e][v];
-          }
+        for (int v = 0; v < nv; ++v) {
+          const int64_t* taps = nullptr;
+          int64_t base = 0;
+          engine_weight(n0 + v, k, taps, base);
+          for (int e = 0; e < R * R; ++e)
+            if (taps[e] >= 0) dw[base + taps[e]] = g[e][v];
+        }
       }
     }
   }
@@ -623,6 +643,7 @@ class Winograd : public WinoConv {
   Prim fwd_, bwd_d_, bwd_w_, act_;
   bool has_act_ = false;
   uint64_t u_version_ = ~0ull;
+  int64_t tap_[4][R * R] = {};  // see set_up_taps
 };
 
 // Whether the stride-2 layer's taps all land in the 3x3 window of its phase images: every
